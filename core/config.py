@@ -1,0 +1,311 @@
+"""Pipeline files: YAML → :class:`PipelineSpec`, with every problem reported by file, key path and line.
+
+Only ``yaml.SafeLoader`` is used: no tag can import or run code. Relative paths in parameters resolve against the
+pipeline file's folder. A spec round-trips: ``parse(dump(spec)) == spec``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from fusionrec.core.errors import ConfigError, KeyPath, Problem, did_you_mean
+from fusionrec.core.params import ComponentSpec, Params
+from fusionrec.registry import Registry, get_registry
+from fusionrec.registry.specs import SpecBuilder
+
+SCHEMA_VERSION = 1
+
+COMPONENT_SECTIONS: dict[str, str] = {
+    "data": "dataset",
+    "fuser": "fuser",
+    "user": "user_tower",
+    "retriever": "retriever",
+    "ranker": "ranker",
+}
+"""Top-level sections that hold one component, and the kind of that component."""
+
+MODALITY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+METRIC_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_.]*)@(?P<k>[1-9][0-9]*)$")
+
+
+class TrainConfig(Params):
+    """Training settings (section ``train``)."""
+
+    epochs: int = Field(20, ge=1, description="Maximum number of passes over the training interactions.")
+    batch_size: int = Field(1024, ge=1, description="Interactions per optimisation step.")
+    lr: float = Field(1.0e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    loss: Literal["sampled_softmax", "bpr"] = Field(
+        "sampled_softmax", description="sampled_softmax over in-batch negatives, or bpr."
+    )
+    patience: int = Field(3, ge=1, description="Stop after this many epochs without a better validation Recall@20.")
+    seed: int = Field(0, description="Seed for every random choice (same seed → same metrics).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when available.")
+
+
+class EvaluateConfig(Params):
+    """Evaluation settings (section ``evaluate``)."""
+
+    metrics: tuple[str, ...] = Field(
+        ("recall@10", "recall@20", "ndcg@10", "ndcg@20"), description="Metrics as name@K, e.g. recall@20."
+    )
+    protocol: Literal["full"] = Field("full", description="full: rank all items, known positives masked.")
+
+
+SETTINGS_SECTIONS: dict[str, type[Params]] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+SECTIONS: tuple[str, ...] = (
+    "fusionrec",
+    "data",
+    "encoders",
+    "fuser",
+    "user",
+    "train",
+    "retriever",
+    "ranker",
+    "evaluate",
+)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A validated pipeline file. Sections left out of the file are ``None`` (``encoders``: empty)."""
+
+    data: ComponentSpec | None = None
+    encoders: dict[str, ComponentSpec] = field(default_factory=dict)
+    fuser: ComponentSpec | None = None
+    user: ComponentSpec | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    retriever: ComponentSpec | None = None
+    ranker: ComponentSpec | None = None
+    evaluate: EvaluateConfig | None = None
+    version: int = SCHEMA_VERSION
+    file: Path | None = field(default=None, compare=False)
+
+    def components(self) -> list[tuple[str, ComponentSpec]]:
+        """Every component block with its section path (``encoders.image``, ``fuser``, …), in pipeline order."""
+        out: list[tuple[str, ComponentSpec]] = []
+        if self.data is not None:
+            out.append(("data", self.data))
+        out.extend((f"encoders.{name}", spec) for name, spec in self.encoders.items())
+        for section in ("fuser", "user", "retriever", "ranker"):
+            spec = getattr(self, section)
+            if spec is not None:
+                out.append((section, spec))
+        return out
+
+
+def load_pipeline(path: str | Path, registry: Registry | None = None) -> PipelineSpec:
+    """Read and validate a pipeline file.
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or has invalid content; every problem is listed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.at((), f"cannot read the pipeline file: {exc.strerror or exc}.", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.at((), f"not a UTF-8 text file ({exc.reason}).", file=path) from exc
+    return parse_pipeline(text, file=path, registry=registry)
+
+
+def parse_pipeline(
+    text: str,
+    *,
+    file: str | Path | None = None,
+    base_dir: Path | None = None,
+    registry: Registry | None = None,
+) -> PipelineSpec:
+    """Validate pipeline YAML given as text (``file`` only names it in messages and sets ``base_dir``)."""
+    registry = registry if registry is not None else get_registry()
+    if base_dir is None and file is not None:
+        base_dir = Path(file).resolve().parent
+    data, lines = _parse_yaml(text, file)
+    builder = SpecBuilder(registry, _line_lookup(lines), base_dir)
+    spec = _build(data, builder, file)
+    builder.raise_problems(file)
+    assert spec is not None
+    return spec
+
+
+def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:
+    """Plain data (every default filled in) that :func:`parse_pipeline` turns back into an equal spec."""
+    out: dict[str, Any] = {"fusionrec": spec.version}
+    if spec.data is not None:
+        out["data"] = spec.data.to_dict()
+    if spec.encoders:
+        out["encoders"] = {name: enc.to_dict() for name, enc in spec.encoders.items()}
+    for section in ("fuser", "user"):
+        value = getattr(spec, section)
+        if value is not None:
+            out[section] = value.to_dict()
+    out["train"] = spec.train.model_dump(mode="json")
+    for section in ("retriever", "ranker"):
+        value = getattr(spec, section)
+        if value is not None:
+            out[section] = value.to_dict()
+    if spec.evaluate is not None:
+        out["evaluate"] = spec.evaluate.model_dump(mode="json")
+    return out
+
+
+def dumps_pipeline(spec: PipelineSpec) -> str:
+    """:func:`dump_pipeline` as YAML text."""
+    return yaml.safe_dump(dump_pipeline(spec), sort_keys=False, allow_unicode=True)
+
+
+def parse_metric(name: str) -> tuple[str, int] | None:
+    """``"recall@20"`` → ``("recall", 20)``; ``None`` when it is not of the form ``name@K``."""
+    match = METRIC_RE.match(name)
+    return (match["name"], int(match["k"])) if match else None
+
+
+def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec | None:
+    if data is None:
+        b.problem((), "the file is empty; a pipeline starts with `fusionrec: 1`.")
+        return None
+    if not isinstance(data, Mapping):
+        b.problem((), f"a pipeline file is a mapping of sections ({', '.join(SECTIONS)}), not a {type(data).__name__}.")
+        return None
+    for key in data:
+        if key not in SECTIONS:
+            b.problem(
+                (str(key),),
+                f"unknown section {key!r}.{did_you_mean(str(key), SECTIONS)} Sections: {', '.join(SECTIONS)}.",
+            )
+    version = data.get("fusionrec")
+    if "fusionrec" not in data:
+        b.problem((), f"missing the schema version: add `fusionrec: {SCHEMA_VERSION}` as the first line.")
+    elif version != SCHEMA_VERSION or isinstance(version, bool):
+        b.problem(
+            ("fusionrec",),
+            f"unsupported schema version {version!r}: this fusionrec reads version {SCHEMA_VERSION}. "
+            + ("Upgrade fusionrec to read newer files." if isinstance(version, int) and version > 1 else ""),
+        )
+
+    parts: dict[str, Any] = {}
+    for section, kind in COMPONENT_SECTIONS.items():
+        if data.get(section) is not None:
+            parts[section] = b.component(kind, data[section], (section,))
+    encoders: dict[str, ComponentSpec] = {}
+    raw_encoders = data.get("encoders")
+    if raw_encoders is not None:
+        if not isinstance(raw_encoders, Mapping):
+            b.problem(("encoders",), "expected a mapping of modality name → encoder, e.g. `image: {type: ...}`.")
+        else:
+            for modality, raw in raw_encoders.items():
+                if not isinstance(modality, str) or not MODALITY_RE.match(modality):
+                    b.problem(
+                        ("encoders", str(modality)),
+                        f"modality names are lower-case identifiers ([a-z][a-z0-9_]*), got {modality!r}.",
+                    )
+                    continue
+                enc = b.component("encoder", raw, ("encoders", modality))
+                if enc is not None:
+                    encoders[modality] = enc
+    settings: dict[str, Any] = {}
+    for section, model in SETTINGS_SECTIONS.items():
+        if data.get(section) is not None:
+            settings[section] = b.model(model, data[section], (section,), f"section '{section}'")
+    if settings.get("evaluate") is not None:
+        _check_metrics(settings["evaluate"], b)
+    if b.problems:
+        return None
+    return PipelineSpec(
+        data=parts.get("data"),
+        encoders=encoders,
+        fuser=parts.get("fuser"),
+        user=parts.get("user"),
+        train=settings.get("train") or TrainConfig(),
+        retriever=parts.get("retriever"),
+        ranker=parts.get("ranker"),
+        evaluate=settings.get("evaluate"),
+        file=Path(file) if file is not None else None,
+    )
+
+
+def _check_metrics(evaluate: EvaluateConfig, b: SpecBuilder) -> None:
+    table = b.registry.table("metric")
+    for i, name in enumerate(evaluate.metrics):
+        parsed = parse_metric(name)
+        if parsed is None:
+            b.problem(("evaluate", "metrics", i), f"metrics are written name@K (e.g. recall@20), got {name!r}.")
+        elif parsed[0] not in table:
+            b.problem(("evaluate", "metrics", i), table.unknown_message(parsed[0]), unknown_name=True)
+
+
+def _parse_yaml(text: str, file: str | Path | None) -> tuple[Any, dict[KeyPath, int]]:
+    """Load with the safe loader and record the line of every key and list item (and duplicate keys)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError([Problem((), f"invalid YAML: {what}.", line)], file=file) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError.at((), f"invalid YAML: {exc}.", file=file) from exc
+    finally:
+        loader.dispose()
+    lines: dict[KeyPath, int] = {}
+    duplicates: list[Problem] = []
+    if node is not None:
+        _walk(node, (), lines, duplicates)
+    if duplicates:
+        raise ConfigError(duplicates, file=file)
+    return data, lines
+
+
+def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], duplicates: list[Problem]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                duplicates.append(
+                    Problem(
+                        (*path, key), f"duplicate key (first at line {seen[key]}); YAML would keep only the last.", line
+                    )
+                )
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, duplicates)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            lines[(*path, i)] = child.start_mark.line + 1
+            _walk(child, (*path, i), lines, duplicates)
+
+
+def _line_lookup(lines: dict[KeyPath, int]) -> Any:
+    def line_of(path: KeyPath) -> int | None:
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in lines:
+                return lines[path[:cut]]
+        return None
+
+    return line_of
+
+
+__all__ = [
+    "COMPONENT_SECTIONS",
+    "SCHEMA_VERSION",
+    "EvaluateConfig",
+    "PipelineSpec",
+    "TrainConfig",
+    "dump_pipeline",
+    "dumps_pipeline",
+    "load_pipeline",
+    "parse_metric",
+    "parse_pipeline",
+]

@@ -1,0 +1,63 @@
+"""Pipeline assembly: which stage runs which component.
+
+For now this resolves every stage of a validated pipeline to its component and plugin; the stages themselves
+(data loading, feature extraction, training, indexing, reranking, evaluation) arrive with their plugins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fusionrec.core.config import PipelineSpec
+from fusionrec.registry import Registry
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("data", "data"),
+    ("features", "encoders"),
+    ("train", "fuser"),
+    ("user tower", "user"),
+    ("index", "retriever"),
+    ("rerank", "ranker"),
+)
+"""Stage name and the pipeline section that configures it, in run order."""
+
+IMPLEMENTED_STAGES: frozenset[str] = frozenset()
+"""Stages this release can execute."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run, as :func:`plan` resolves it."""
+
+    name: str
+    component: str
+    plugin: str
+    ready: bool
+
+    @property
+    def status(self) -> str:
+        if self.component == "-":
+            return "not configured"
+        return "ready" if self.ready else "validated (not runnable yet)"
+
+
+def plan(spec: PipelineSpec, registry: Registry) -> list[Stage]:
+    """The stages of ``spec`` in run order, each with its component and the plugin that provides it."""
+    stages = []
+    for name, section in STAGES:
+        if section == "encoders":
+            specs = [(f"{modality}: ", enc) for modality, enc in spec.encoders.items()]
+        else:
+            one = getattr(spec, section)
+            specs = [("", one)] if one is not None else []
+        if not specs:
+            stages.append(Stage(name, "-", "-", False))
+            continue
+        components = ", ".join(f"{label}{s.kind} '{s.type}'" for label, s in specs)
+        plugins = ", ".join(sorted({registry.table(s.kind)[s.type].plugin for _, s in specs}))
+        stages.append(Stage(name, components, plugins, name in IMPLEMENTED_STAGES))
+    evaluate = spec.evaluate
+    stages.append(
+        Stage("evaluate", ", ".join(evaluate.metrics) if evaluate else "-", "-", "evaluate" in IMPLEMENTED_STAGES)
+    )
+    return stages

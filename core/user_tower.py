@@ -1,0 +1,39 @@
+"""The user-tower interface: a user vector from the vectors of the items in the user's history."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class UserTower(nn.Module):
+    """Maps a user's interaction history to a vector in the item space.
+
+    Factories are called as ``factory(item_dim=..., **params)``. The history is whatever is known at prediction
+    time, so a user's newest interactions count without retraining.
+
+    Attributes:
+        item_dim: size of the item vectors the tower reads.
+        out_dim: size of the user vectors (equal to ``item_dim`` for dot-product retrieval).
+    """
+
+    item_dim: int
+    out_dim: int
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode_history(history, mask, users)
+
+    def encode_history(
+        self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Encode a batch of histories.
+
+        Args:
+            history: ``(batch, length, item_dim)`` item vectors, oldest first, left-padded.
+            mask: ``(batch, length)`` bool, true for real (not padding) positions.
+            users: ``(batch,)`` internal user ids, for towers with a user-id embedding; may be ``None``.
+
+        Returns:
+            ``(batch, out_dim)`` user vectors.
+        """
+        raise NotImplementedError

@@ -1,0 +1,109 @@
+"""Source text of small plugins the registry and config tests install as fake distributions or register."""
+
+from __future__ import annotations
+
+import types
+
+from pydantic import Field
+
+from fusionrec.core.params import Component, ConfigPath, Params
+from fusionrec.registry import hookimpl
+
+GOOD = """
+from fusionrec.registry import hookimpl
+from fusionrec.core.params import Params
+
+class ToyParams(Params):
+    size: int = 3
+
+def make_toy(size=3):
+    return {"size": size}
+
+@hookimpl
+def register_fusers(register):
+    register("{prefix}.toy", make_toy, params=ToyParams)
+"""
+
+BROKEN_IMPORT = """
+raise RuntimeError("this plugin cannot be imported")
+"""
+
+MISSPELT_HOOK = """
+from fusionrec.registry import hookimpl
+
+@hookimpl
+def register_fuser(register):
+    register("typo.toy", dict)
+"""
+
+UNPREFIXED = """
+from fusionrec.registry import hookimpl
+
+@hookimpl
+def register_fusers(register):
+    register("toy", dict)
+"""
+
+RAISING_HOOK = """
+from fusionrec.registry import hookimpl
+
+@hookimpl
+def register_fusers(register):
+    register("raiser.first", dict)
+
+@hookimpl
+def register_encoders(register):
+    raise ValueError("boom")
+"""
+
+DUPLICATE_OF_BUILTIN = """
+from fusionrec.registry import hookimpl
+
+@hookimpl
+def register_fusers(register):
+    register("attention", dict)
+"""
+
+
+def module(name: str, source: str) -> types.ModuleType:
+    """A module object built from source, for registering directly (no distribution)."""
+    mod = types.ModuleType(name)
+    exec(compile(source.replace("{prefix}", name), f"<{name}>", "exec"), mod.__dict__)
+    return mod
+
+
+# An in-process plugin with a dataset that has a nested split and a path parameter, for config tests.
+
+
+class TinySplitParams(Params):
+    valid: float = Field(0.1, ge=0, lt=1, description="Share of each user's interactions for validation.")
+
+
+class TinyDataParams(Params):
+    path: ConfigPath = Field(description="Folder with the data.")
+    split: Component("split") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: {"type": "tiny.split"}, validate_default=True, description="How to split."
+    )
+    min_rating: float = 0.0
+
+
+def make_split(valid: float = 0.1) -> tuple[str, float]:
+    return ("split", valid)
+
+
+def make_data(path: object, split: object, min_rating: float = 0.0) -> dict[str, object]:
+    return {"path": path, "split": split, "min_rating": min_rating}
+
+
+class TinyPlugin:
+    @hookimpl
+    def register_datasets(self, register):  # type: ignore[no-untyped-def]
+        register("tiny.data", make_data, params=TinyDataParams)
+
+    @hookimpl
+    def register_splits(self, register):  # type: ignore[no-untyped-def]
+        register("tiny.split", make_split, params=TinySplitParams)
+
+    @hookimpl
+    def register_metrics(self, register):  # type: ignore[no-untyped-def]
+        register("tiny.hits", lambda k: ("hits", k))
