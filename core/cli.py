@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fusionrec.core.errors import FusionrecError
@@ -22,8 +23,10 @@ from fusionrec.registry import Registry, get_registry
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output is read by scripts: give tables room instead of rich's 80-column default.
+_WIDE = "COLUMNS" not in os.environ
+out = Console(highlight=False, soft_wrap=True, width=200 if _WIDE and not sys.stdout.isatty() else None)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=200 if _WIDE and not sys.stderr.isatty() else None)
 
 
 def _version() -> str:
@@ -60,6 +63,7 @@ def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
                 "version": p.version,
                 "components": p.components,
                 "error": p.error,
+                "blocked": p.blocked,
             }
             for p in records
         ]
@@ -69,9 +73,9 @@ def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
     for column in ("plugin", "source", "distribution", "components"):
         table.add_column(column, overflow="fold")
     for p in records:
-        what = ", ".join(p.components) if p.error is None else f"[red]failed: {p.error}[/red]"
+        what = ", ".join(p.components) if p.loaded else f"[red]{escape(p.status)}[/red]"
         dist = f"{p.distribution} {p.version or ''}".strip() if p.distribution else "-"
-        table.add_row(p.name, p.source, dist, what or "-")
+        table.add_row(escape(p.name), p.source, escape(dist), what or "-")
     out.print(table)
     _warn_failed(registry)
 

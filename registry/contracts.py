@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.core.errors import ConfigError
-from fusionrec.core.params import ComponentSpec
+from fusionrec.core.params import ComponentSpec, Params
 from fusionrec.registry.manager import get_registry
 from fusionrec.registry.tables import KINDS_BY_NAME, Registry
 
@@ -31,7 +31,9 @@ def run_contract(
     registry = registry if registry is not None else get_registry()
     assert kind in KINDS_BY_NAME, f"unknown kind {kind!r}"
     assert name in registry.table(kind), f"{kind} {name!r} is not registered"
-    block = {"type": name, **(params or {})}
+    if params is None:
+        params = example_params(registry.table(kind)[name].params)
+    block = {"type": name, **params}
     spec = registry.spec(kind, block)
     again = registry.spec(kind, spec.to_dict())
     assert again == spec, f"{kind} {name!r}: spec does not round-trip through to_dict(): {spec} != {again}"
@@ -46,6 +48,19 @@ def run_contract(
 
     contract = CONTRACTS.get(kind, _generic)
     return contract(registry, spec, context if context is not None else DEFAULT_CONTEXT.get(kind, {}))
+
+
+def example_params(model: type[Params]) -> dict[str, Any]:
+    """The first of a parameter model's ``examples`` (``json_schema_extra``), or ``{}`` (all defaults).
+
+    A component with required parameters (a dataset's ``path``, say) declares a working example this way, and the
+    contract tests build it with that example.
+    """
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if isinstance(examples, list) and examples and isinstance(examples[0], dict):
+        return dict(examples[0])
+    return {}
 
 
 def _generic(registry: Registry, spec: ComponentSpec, context: Mapping[str, Any]) -> Any:
@@ -149,7 +164,9 @@ def _fuser(registry: Registry, spec: ComponentSpec, context: Mapping[str, Any]) 
 
 
 DEFAULT_CONTEXT: dict[str, dict[str, Any]] = {
-    "fuser": {"input_dims": {"image": 12, "text": 8}},
+    # three modalities, not in alphabetical order: catches gates that read absent inputs (with two, the one left
+    # always weighs 1) and saves that reorder the modalities
+    "fuser": {"input_dims": {"text": 8, "image": 12, "audio": 5}},
     "user_tower": {"item_dim": 16},
     "metric": {"k": 10},
 }

@@ -47,6 +47,7 @@ class PluginInfo:
         version: that distribution's version.
         error: why it failed to load, or ``None`` when it loaded.
         components: ``kind:name`` of everything it registered.
+        blocked: it is installed but switched off (``FUSIONREC_DISABLE_PLUGINS``).
     """
 
     name: str
@@ -56,6 +57,18 @@ class PluginInfo:
     version: str | None = None
     error: str | None = None
     components: list[str] = field(default_factory=list)
+    blocked: bool = False
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None and not self.blocked
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``blocked`` or ``failed: <why>``."""
+        if self.blocked:
+            return f"blocked ({DISABLE_ENV})"
+        return "ok" if self.error is None else f"failed: {self.error}"
 
     @property
     def origin(self) -> str:
@@ -142,9 +155,10 @@ def build_plugin_manager(
     for name in _env_list(DISABLE_ENV) if disabled is None else disabled:
         pm.set_blocked(name)
     for module_name in builtins:
-        if pm.is_blocked(module_name):
-            continue
         dist, version = _distribution_of(module_name)
+        if pm.is_blocked(module_name):
+            pm.info[module_name] = PluginInfo(module_name, "builtin", module_name, dist, version, blocked=True)
+            continue
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
@@ -166,7 +180,10 @@ def _load_entry_points(pm: FusionrecPluginManager) -> None:
     for dist in sorted(metadata.distributions(), key=lambda d: str(d.metadata["Name"] or "").lower()):
         dist_name = str(dist.metadata["Name"])
         for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or pm.is_blocked(ep.name):
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            if pm.is_blocked(ep.name):
+                pm.info[ep.name] = PluginInfo(ep.name, "entrypoint", ep.value, dist_name, dist.version, blocked=True)
                 continue
             if ep.name in seen or pm.has_plugin(ep.name):
                 previous = pm.info.get(ep.name)
@@ -208,7 +225,7 @@ def build_registry(pm: FusionrecPluginManager) -> Registry:
     """
     staged: dict[str, list[ComponentInfo]] = {}
     for plugin_name, record in pm.info.items():
-        if record.error is not None or not pm.has_plugin(plugin_name):
+        if not record.loaded or not pm.has_plugin(plugin_name):
             continue
         mine: list[ComponentInfo] = []
         try:
@@ -238,7 +255,9 @@ def build_registry(pm: FusionrecPluginManager) -> Registry:
             table[info.name] = info
     if clashes:
         raise PluginError("\n".join(clashes))
-    tables = {kind.name: ComponentTable(kind, entries[kind.name]) for kind in KINDS}
+    idle = [f"'{r.name}' ({'blocked' if r.blocked else 'failed'})" for r in pm.info.values() if not r.loaded]
+    note = f"Installed but not loaded: {', '.join(idle)}; see `fusionrec plugins`." if idle else ""
+    tables = {kind.name: ComponentTable(kind, entries[kind.name], note) for kind in KINDS}
     return Registry(tables, pm.info)
 
 

@@ -116,9 +116,10 @@ class ComponentInfo:
 class ComponentTable(Mapping[str, ComponentInfo]):
     """The registered components of one kind, by name."""
 
-    def __init__(self, kind: Kind, entries: Mapping[str, ComponentInfo] | None = None) -> None:
+    def __init__(self, kind: Kind, entries: Mapping[str, ComponentInfo] | None = None, note: str = "") -> None:
         self.kind = kind
         self._entries: dict[str, ComponentInfo] = dict(sorted((entries or {}).items()))
+        self.note = note  # appended to unknown-name messages: which plugins are installed but not loaded
 
     def __getitem__(self, name: str) -> ComponentInfo:
         return self._entries[name]
@@ -131,13 +132,14 @@ class ComponentTable(Mapping[str, ComponentInfo]):
 
     def unknown_message(self, name: object) -> str:
         """The message for a name that is not in this table: closest match and what is available."""
+        note = f" {self.note}" if self.note else ""
         if not self._entries:
             return (
                 f"unknown {self.kind.name} {name!r}: no {self.kind.name} is registered. Install a plugin that "
-                f"provides one; `fusionrec plugins` lists what is installed."
+                f"provides one; `fusionrec plugins` lists what is installed.{note}"
             )
         hint = did_you_mean(str(name), list(self._entries))
-        return f"unknown {self.kind.name} {name!r}.{hint} Available: {list_names(list(self._entries))}."
+        return f"unknown {self.kind.name} {name!r}.{hint} Available: {list_names(list(self._entries))}.{note}"
 
 
 class Registry:

@@ -42,10 +42,11 @@ def _named(plugins: Iterable[PluginArg]) -> list[tuple[str, object]]:
 
 
 def make_registry(*plugins: PluginArg, builtins: Iterable[str] = DEFAULT_PLUGINS, autoload: bool = False) -> Registry:
-    """An isolated registry: the built-ins, then ``plugins`` (modules, objects or ``(name, plugin)`` pairs).
+    """An isolated registry: the built-ins, then ``plugins``, without loading installed entry points.
 
-    Plugins passed here are registered as third-party ones under their name (a module's ``__name__``), so their
-    components must be prefixed ``name.``.
+    Each plugin is registered as a third-party one, so its component names must carry its plugin name as prefix.
+    Pass ``(name, plugin)`` pairs to give the name your entry point has: ``make_registry(("gmu", plugin_module))``
+    for components called ``gmu.*``. A bare module or object is registered under its ``__name__``.
     """
     pm = build_plugin_manager(builtins=builtins, disabled=(), autoload=autoload, plugins=_named(plugins))
     return build_registry(pm)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from fusionrec.core.params import Component, ConfigPath, Params
 from fusionrec.registry import hookimpl
@@ -80,6 +80,8 @@ class TinySplitParams(Params):
 
 
 class TinyDataParams(Params):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"path": "data"}]})
+
     path: ConfigPath = Field(description="Folder with the data.")
     split: Component("split") = Field(  # type: ignore[valid-type]
         default_factory=lambda: {"type": "tiny.split"}, validate_default=True, description="How to split."

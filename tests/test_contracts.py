@@ -63,3 +63,15 @@ def test_contract_catches_params_that_accept_anything(fusionrec_registry) -> Non
     registry = fusionrec_registry(("leaky", LeakyPlugin()))
     with pytest.raises(AssertionError, match="an unknown parameter was accepted"):
         check_component("fuser", "leaky.lax", registry=registry)
+
+
+def test_components_with_required_params_are_checked_with_their_example(fusionrec_registry) -> None:  # type: ignore[no-untyped-def]
+    from plugin_sources import TinyPlugin
+
+    from fusionrec.registry.contracts import example_params
+
+    registry = fusionrec_registry(("tiny", TinyPlugin()))
+    params = registry.table("dataset")["tiny.data"].params
+    assert example_params(params) == {"path": "data"}
+    built = check_component("dataset", "tiny.data", registry=registry)
+    assert str(built["path"]).endswith("data")

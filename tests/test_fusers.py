@@ -18,7 +18,7 @@ def test_attention_weights_are_the_softmax_of_image_text_inner_products() -> Non
     fuser = build("attention", {"image": 6, "text": 4}, dim=8)
     image, text = torch.randn(5, 6), torch.randn(5, 4)
     out = fuser({"image": image, "text": text})
-    h_img, h_txt = fuser.proj["image"](image), fuser.proj["text"](text)
+    h_img, h_txt = fuser.proj[0](image), fuser.proj[1](text)
     e_img = (fuser.query(h_img) * fuser.key(h_txt)).sum(-1) / math.sqrt(8)
     e_txt = (fuser.query(h_txt) * fuser.key(h_img)).sum(-1) / math.sqrt(8)
     expected = torch.softmax(torch.stack([e_img, e_txt], dim=1), dim=1)
@@ -32,8 +32,8 @@ def test_attention_with_one_modality_present_returns_its_projection() -> None:
     mask = {"image": torch.tensor([True, False, True]), "text": torch.tensor([False, True, True])}
     out = fuser({"image": image, "text": text}, mask)
     assert torch.allclose(out.weights[0], torch.tensor([1.0, 0.0]))
-    assert torch.allclose(out.fused[0], fuser.proj["image"](image[:1])[0], atol=1e-6)
-    assert torch.allclose(out.fused[1], fuser.proj["text"](text[1:2])[0], atol=1e-6)
+    assert torch.allclose(out.fused[0], fuser.proj[0](image[:1])[0], atol=1e-6)
+    assert torch.allclose(out.fused[1], fuser.proj[1](text[1:2])[0], atol=1e-6)
 
 
 def test_attention_temperature_flattens_the_weights() -> None:
@@ -84,3 +84,11 @@ def test_concat_zeroes_absent_modalities_and_tells_the_mlp() -> None:
     assert out.weights[1, 0] == 0 and out.weights[1, 1] == 1
     expected = fuser.mlp(torch.cat([torch.zeros(1, 3), text[1:], torch.tensor([[0.0, 1.0]])], dim=1))
     assert torch.allclose(out.fused[1:], expected, atol=1e-6)
+
+
+def test_any_modality_name_works() -> None:
+    dims = {"type": 3, "keys": 4, "forward": 2}
+    for name in ("attention", "concat"):
+        fuser = build(name, dims)
+        out = fuser({m: torch.randn(2, d) for m, d in dims.items()})
+        assert out.weights.shape == (2, 3)

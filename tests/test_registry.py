@@ -80,6 +80,10 @@ def test_plugins_can_be_blocked_by_name(fake_dist, monkeypatch) -> None:  # type
     fusers = set(registry.table("fuser"))
     assert "attention" in fusers
     assert not fusers & {"acme.toy", "concat"}
+    assert registry.plugins["acme"].blocked and registry.plugins["acme"].distribution == "acme-fusers"
+    assert registry.plugins["fusionrec.plugins.fusers.concat"].status == "blocked (FUSIONREC_DISABLE_PLUGINS)"
+    message = registry.table("fuser").unknown_message("acme.toy")
+    assert "Installed but not loaded: 'fusionrec.plugins.fusers.concat' (blocked), 'acme' (blocked)" in message
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_load(fake_dist) -> None:  # type: ignore[no-untyped-def]

@@ -79,14 +79,17 @@ class AttentionFuser(Fuser):
     ) -> None:
         super().__init__(input_dims)
         self.out_dim = dim
-        self.proj = nn.ModuleDict({m: nn.Linear(size, dim) for m, size in self.input_dims.items()})
+        # a list in modality order, not a ModuleDict: modality names like 'type' or 'keys' clash with its attributes
+        self.proj = nn.ModuleList([nn.Linear(size, dim) for size in self.input_dims.values()])
         self.query = nn.Linear(dim, dim, bias=False)
         self.key = nn.Linear(dim, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.temperature = temperature if temperature is not None else math.sqrt(dim)
 
     def fuse(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> FusionOutput:
-        h = torch.stack([self.dropout(self.proj[m](features[m])) for m in self.modalities], dim=1)  # (B, M, d)
+        h = torch.stack(
+            [self.dropout(proj(features[m])) for proj, m in zip(self.proj, self.modalities, strict=True)], dim=1
+        )  # (B, M, d)
         present = mask.to(h.dtype)
         h = h * present.unsqueeze(-1)
         keys = self.key(h) * present.unsqueeze(-1)
