@@ -98,9 +98,9 @@ def plugins_info(name: str) -> None:
             f"no component or plugin called {name!r}.{did_you_mean(name, every)} `fusionrec plugins` lists them."
         )
     for info in found:
-        out.print(f"[bold]{info.kind} '{info.name}'[/bold]  from plugin {info.origin}")
+        out.print(f"[bold]{info.kind} '{escape(info.name)}'[/bold]  from plugin {escape(info.origin)}")
         if info.summary:
-            out.print(info.summary)
+            out.print(info.summary, markup=False)
         params = describe_params(info.params)
         if not params:
             out.print("  (no parameters)\n")
@@ -109,8 +109,10 @@ def plugins_info(name: str) -> None:
         for column in ("parameter", "type", "default", "constraints", "description"):
             table.add_column(column, overflow="fold")
         for p in params:
-            default = "[bold](required)[/bold]" if p.required else p.default
-            table.add_row(p.name, p.type, default, p.constraints, p.description)
+            default = "[bold](required)[/bold]" if p.required else escape(p.default or "")
+            table.add_row(
+                *(escape(text) for text in (p.name, p.type)), default, escape(p.constraints), escape(p.description)
+            )
         out.print(table)
         out.print()
 
@@ -123,8 +125,8 @@ def validate(pipeline: Path, resolved: bool) -> None:
     from fusionrec.core.config import dumps_pipeline, load_pipeline
 
     registry = get_registry()
-    spec = load_pipeline(pipeline, registry)
     _warn_failed(registry)
+    spec = load_pipeline(pipeline, registry)
     if resolved:
         out.print(dumps_pipeline(spec), end="", markup=False)
         return
@@ -140,8 +142,8 @@ def run(pipeline: Path) -> None:
     from fusionrec.core.pipeline import plan
 
     registry = get_registry()
-    spec = load_pipeline(pipeline, registry)
     _warn_failed(registry)
+    spec = load_pipeline(pipeline, registry)
     stages = plan(spec, registry)
     table = Table(title=f"pipeline {pipeline}", title_justify="left")
     for column in ("stage", "component", "from plugin", "status"):
@@ -149,7 +151,7 @@ def run(pipeline: Path) -> None:
     for stage in stages:
         table.add_row(stage.name, stage.component, stage.plugin, stage.status)
     out.print(table)
-    pending = [s.name for s in stages if not s.ready]
+    pending = [s.name for s in stages if s.configured and not s.ready]
     if pending:
         out.print(
             f"Validated. Stages not available in fusionrec {_version()} yet: {', '.join(pending)}; "

@@ -184,7 +184,7 @@ def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec |
     version = data.get("fusionrec")
     if "fusionrec" not in data:
         b.problem((), f"missing the schema version: add `fusionrec: {SCHEMA_VERSION}` as the first line.")
-    elif version != SCHEMA_VERSION or isinstance(version, bool):
+    elif type(version) is not int or version != SCHEMA_VERSION:
         b.problem(
             ("fusionrec",),
             f"unsupported schema version {version!r}: this fusionrec reads version {SCHEMA_VERSION}. "

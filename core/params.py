@@ -27,7 +27,9 @@ class Params(BaseModel):
     every field should carry a ``description`` (it becomes the component reference and ``fusionrec plugins info``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # validate_default: defaults go through the same validators as given values (a nested component's default
+    # block becomes a spec, a default path resolves against the pipeline file)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, validate_default=True)
 
 
 class NoParams(Params):

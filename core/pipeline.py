@@ -35,8 +35,12 @@ class Stage:
     ready: bool
 
     @property
+    def configured(self) -> bool:
+        return self.component != "-"
+
+    @property
     def status(self) -> str:
-        if self.component == "-":
+        if not self.configured:
             return "not configured"
         return "ready" if self.ready else "validated (not runnable yet)"
 

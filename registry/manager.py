@@ -86,6 +86,8 @@ class FusionrecPluginManager(pluggy.PluginManager):
 
     def add(self, plugin: object, name: str, source: str = "manual", **info: Any) -> None:
         """Register ``plugin`` under ``name``, recording (not raising) a hook-signature error."""
+        if name in self.info or self.has_plugin(name):
+            raise PluginError(f"a plugin named {name!r} is already registered; choose another name")
         module = getattr(plugin, "__name__", type(plugin).__name__)
         record = PluginInfo(name, source, module, **info)
         self.info[name] = record
@@ -208,8 +210,11 @@ def _load_entry_points(pm: FusionrecPluginManager) -> None:
 
 
 def _describe_exception(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
+    """``Type: message (at file:line)``, the location being the innermost frame outside this module."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
     where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    if isinstance(exc, _RegistrationError):
+        return f"{exc}{where}"
     return f"{type(exc).__name__}: {exc}{where}"
 
 

@@ -79,12 +79,12 @@ class ComponentInfo:
     @property
     def summary(self) -> str:
         """First line of the factory's (or else the parameter model's) docstring."""
-        target: object = self.factory if not isinstance(self.factory, str) else self.params
+        target: object = self.factory
         if isinstance(self.factory, str):
             try:
                 target = self.resolve_factory()
-            except PluginError:
-                target = self.params
+            except PluginError as exc:
+                return f"(unusable: {exc.__cause__ or exc})"
         doc = inspect.getdoc(target) or ""
         if not doc and target is not self.params:
             doc = inspect.getdoc(self.params) or ""

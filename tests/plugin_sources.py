@@ -83,9 +83,7 @@ class TinyDataParams(Params):
     model_config = ConfigDict(json_schema_extra={"examples": [{"path": "data"}]})
 
     path: ConfigPath = Field(description="Folder with the data.")
-    split: Component("split") = Field(  # type: ignore[valid-type]
-        default_factory=lambda: {"type": "tiny.split"}, validate_default=True, description="How to split."
-    )
+    split: Component("split") = Field({"type": "tiny.split"}, description="How to split.")  # type: ignore[valid-type]
     min_rating: float = 0.0
 
 

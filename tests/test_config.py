@@ -90,6 +90,15 @@ def test_nested_components_are_built_recursively(registry: Registry, tmp_path: P
     assert built["split"] == ("split", 0.2)
 
 
+def test_nested_component_defaults_are_validated_specs(registry: Registry, tmp_path: Path) -> None:
+    spec = parse("fusionrec: 1\ndata: {type: tiny.data, path: d}\n", registry, file=str(tmp_path / "p.yaml"))
+    assert spec.data is not None
+    split = spec.data.params.split  # type: ignore[attr-defined]
+    assert (split.kind, split.type, split.params.valid) == ("split", "tiny.split", 0.1)
+    assert registry.build(spec.data)["split"] == ("split", 0.1)
+    assert "split:\n    type: tiny.split\n    valid: 0.1\n" in dumps_pipeline(spec)
+
+
 def test_bare_name_is_short_for_a_type_block(registry: Registry) -> None:
     spec = parse("fusionrec: 1\nfuser: concat\n", registry)
     assert spec.fuser is not None and spec.fuser.type == "concat"
@@ -170,6 +179,7 @@ def test_missing_type_lists_choices(registry: Registry) -> None:
     [
         ("fuser: concat\n", "pipeline.yaml: <top level>: missing the schema version: add `fusionrec: 1`"),
         ("fusionrec: 2\n", "pipeline.yaml:1: fusionrec: unsupported schema version 2: this fusionrec reads version 1."),
+        ("fusionrec: 1.0\n", "pipeline.yaml:1: fusionrec: unsupported schema version 1.0"),
         ("fusionrec: 1\nfusr: concat\n", "pipeline.yaml:2: fusr: unknown section 'fusr'. Did you mean 'fuser'?"),
         ("", "pipeline.yaml: <top level>: the file is empty"),
         ("- a\n- b\n", "a pipeline file is a mapping of sections"),

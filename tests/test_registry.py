@@ -110,6 +110,7 @@ def test_third_party_names_need_the_plugin_prefix() -> None:
     registry = make_registry(("plain", module("plain", UNPREFIXED)))
     error = registry.plugins["plain"].error or ""
     assert "must be prefixed with the plugin's name: 'plain.toy'" in error
+    assert "(at <plain>:6)" in error and "_RegistrationError" not in error  # points at the plugin's own line
     assert "toy" not in registry.table("fuser")
 
 
@@ -206,3 +207,8 @@ def test_fusionrec_plugins_fixture_adds_and_removes(fusionrec_plugins) -> None: 
     assert get_registry() is registry
     fusionrec_plugins.remove_all()
     assert "tiny.data" not in get_registry().table("dataset")
+
+
+def test_a_plugin_name_cannot_be_registered_twice() -> None:
+    with pytest.raises(PluginError, match="a plugin named 'tiny' is already registered"):
+        build_plugin_manager(autoload=False, disabled=(), plugins=[("tiny", TinyPlugin()), ("tiny", TinyPlugin())])
