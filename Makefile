@@ -30,7 +30,7 @@ typecheck: $(VENV)/.deps-dev project
 	$(BIN)/mypy -p fusionrec.core -p fusionrec.registry
 
 pytest: $(VENV)/.deps-dev project
-	$(BIN)/pip install -q --no-deps --no-build-isolation --force-reinstall ./$(EXAMPLE_PLUGIN)
+	$(PIP) install -qq --no-deps --no-build-isolation --force-reinstall ./$(EXAMPLE_PLUGIN)
 	$(BIN)/pytest
 
 $(BIN)/python:
@@ -48,7 +48,7 @@ $(VENV)/.deps-dev: $(VENV)/.deps-runtime
 # A strict editable install maps core/, plugins/, registry/ to fusionrec.* through a link tree under build/ (what
 # type checkers need); it only sees new files when refreshed, so every run refreshes it (a few seconds).
 project: $(VENV)/.deps-runtime
-	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	$(PIP) install -qq --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
