@@ -18,6 +18,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; give it what a plain open() would
     try:
         yield tmp
         os.replace(tmp, target)
@@ -37,3 +38,9 @@ def atomic_write(target: str | Path, write: Callable[[IO[bytes]], object]) -> No
 def atomic_write_text(target: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``target`` atomically."""
     atomic_write(target, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,7 +1,7 @@
 """Pipeline assembly: which stage runs which component.
 
-For now this resolves every stage of a validated pipeline to its component and plugin; the stages themselves
-(data loading, feature extraction, training, indexing, reranking, evaluation) arrive with their plugins.
+This resolves every stage of a validated pipeline to its component and plugin. The data stage runs (load and
+split); feature extraction, training, indexing, reranking and evaluation arrive with their plugins.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 """Stage name and the pipeline section that configures it, in run order."""
 
-IMPLEMENTED_STAGES: frozenset[str] = frozenset()
-"""Stages this release can execute."""
+IMPLEMENTED_STAGES: frozenset[str] = frozenset({"data"})
+"""Stages this release can execute (``fusionrec run`` loads and splits the data; the rest is validated only)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Stage:
     def status(self) -> str:
         if not self.configured:
             return "not configured"
-        return "ready" if self.ready else "validated (not runnable yet)"
+        return "runs" if self.ready else "validated (not runnable yet)"
 
 
 def plan(spec: PipelineSpec, registry: Registry) -> list[Stage]:

@@ -1,0 +1,1 @@
+"""Built-in datasets: MovieLens folders and generic item/interaction tables."""

@@ -1,0 +1,104 @@
+"""Image checks: which items have a usable image. A bad image file never fails a load.
+
+- ``none``: the file exists (one directory listing per folder, not one ``stat`` per item);
+- ``header``: Pillow opens the file and ``verify()``\\ s it (for PNG that checks every chunk's CRC), and a JPEG must
+  end with its end-of-image marker, which catches a truncated download without decoding (about 30 µs a file);
+- ``decode``: Pillow decodes every pixel (about 0.3 ms for a 185×278 JPEG).
+
+An item whose file is missing or unreadable gets no image (``None``); the fusers' masks handle that. The report
+counts each case, with a few examples.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from fusionrec.core.data import MAX_EXAMPLES, ImageReport
+from fusionrec.plugins.datasets.options import CheckImages
+
+JPEG_END = b"\xff\xd9"
+
+
+def check(paths: list[str | None], mode: CheckImages) -> tuple[np.ndarray, ImageReport]:
+    """The usable image path of each item (``None`` where there is none) and the report.
+
+    Args:
+        paths: the path each item's image should be at, or ``None`` when the data names none.
+        mode: how thoroughly to check (see the module docstring).
+    """
+    start = time.perf_counter()
+    report = ImageReport(check=mode, items=len(paths))
+    out = np.array(paths, dtype=object)
+    named = np.array([p is not None for p in paths], dtype=bool)
+    report.no_path = int((~named).sum())
+    exists = _exists(out, named)
+    missing = named & ~exists
+    report.missing = int(missing.sum())
+    if report.missing:
+        report.examples["missing"] = [str(p) for p in out[missing][:MAX_EXAMPLES]]
+    out[~exists] = None
+    if mode != "none":
+        bad: list[str] = []
+        for index in np.flatnonzero(exists):
+            problem = _problem(out[index], mode)
+            if problem is not None:
+                report.unreadable += 1
+                if len(bad) < MAX_EXAMPLES:
+                    bad.append(f"{out[index]}: {problem}")
+                out[index] = None
+        if bad:
+            report.examples["unreadable"] = bad
+    report.found = int(sum(p is not None for p in out))
+    report.seconds = time.perf_counter() - start
+    return out, report
+
+
+def _exists(paths: np.ndarray, named: np.ndarray) -> np.ndarray:
+    """Whether each named path is a file, listing each folder once."""
+    exists = np.zeros(len(paths), dtype=bool)
+    by_folder: dict[str, list[int]] = defaultdict(list)
+    for index in np.flatnonzero(named):
+        folder = str(paths[index]).rpartition(os.sep)[0]
+        by_folder[folder].append(int(index))
+    for folder, indexes in by_folder.items():
+        try:
+            with os.scandir(folder or os.sep) as entries:
+                files = {entry.name for entry in entries if entry.is_file()}
+        except OSError:
+            continue
+        exists[indexes] = [str(paths[i]).rpartition(os.sep)[2] in files for i in indexes]
+    return exists
+
+
+def _problem(path: str, mode: CheckImages) -> str | None:
+    """Why ``path`` is not a usable image, or ``None`` when it is."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mode == "decode":
+                with Image.open(path) as image:
+                    image.load()
+                return None
+            with open(path, "rb") as handle:
+                with Image.open(handle) as image:
+                    kind = image.format
+                    image.verify()
+                if kind == "JPEG":
+                    size = handle.seek(0, os.SEEK_END)
+                    handle.seek(max(0, size - 64))
+                    if JPEG_END not in handle.read():
+                        return "truncated JPEG (no end-of-image marker)"
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, struct.error …) for broken files
+        text = str(exc).replace(str(path), Path(path).name) or type(exc).__name__
+        return f"{type(exc).__name__}: {text}"
+    return None
