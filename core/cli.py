@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusionrec.core.errors import FusionrecError
-from fusionrec.registry import Registry, get_registry
+from fusionrec.registry import KINDS, Registry, get_registry
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -85,7 +85,7 @@ def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
 def plugins_info(name: str) -> None:
     """Show a component's parameters (NAME, or KIND:NAME), or what a plugin registers (its name)."""
     from fusionrec.core.errors import did_you_mean
-    from fusionrec.registry.describe import describe_params
+    from fusionrec.registry.reference import describe_component
 
     registry = get_registry()
     found = registry.find(name)
@@ -98,23 +98,107 @@ def plugins_info(name: str) -> None:
             f"no component or plugin called {name!r}.{did_you_mean(name, every)} `fusionrec plugins` lists them."
         )
     for info in found:
-        out.print(f"[bold]{info.kind} '{escape(info.name)}'[/bold]  from plugin {escape(info.origin)}")
-        if info.summary:
-            out.print(info.summary, markup=False)
-        params = describe_params(info.params)
-        if not params:
+        doc = describe_component(info, registry)  # the same description as the component reference
+        out.print(f"[bold]{doc.kind} '{escape(doc.name)}'[/bold]  from plugin {escape(doc.origin)}")
+        for line in (doc.summary, doc.details, f"In a pipeline: {doc.usage}"):
+            if line:
+                out.print(line, markup=False)
+        if not doc.params:
             out.print("  (no parameters)\n")
             continue
         table = Table(show_edge=False, pad_edge=False)
         for column in ("parameter", "type", "default", "constraints", "description"):
             table.add_column(column, overflow="fold")
-        for p in params:
+        for p in doc.params:
             default = "[bold](required)[/bold]" if p.required else escape(p.default or "")
             table.add_row(
                 *(escape(text) for text in (p.name, p.type)), default, escape(p.constraints), escape(p.description)
             )
         out.print(table)
         out.print()
+
+
+@plugins_cmd.command("new")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.name for kind in KINDS]),
+    default="fuser",
+    show_default=True,
+    help="Kind of the component the package provides.",
+)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    help="Folder to create the package in (default: the current one).",
+)
+def plugins_new(name: str, kind: str, dest: Path) -> None:
+    """Create fusionrec-NAME: a ready plugin package with one working component of KIND, tests and a README.
+
+    NAME (a lower-case identifier) becomes the entry point, the component prefix (NAME.…), the module
+    fusionrec_NAME and the distribution fusionrec-NAME. An existing folder is never overwritten.
+    """
+    from fusionrec.registry.scaffold import create_plugin, variables
+
+    folder = create_plugin(name, kind, dest)
+    values = variables(name, kind)
+    out.print(f"created {folder} with the {values['kind_words']} {values['component']}:", markup=False)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        out.print(f"  {path}", markup=False)
+    out.print(f"next: pip install -e {folder} && python -m pytest {folder / 'tests'}", markup=False)
+
+
+@plugins_cmd.command("reference")
+@click.option(
+    "--builtin-only",
+    is_flag=True,
+    help="Only fusionrec's built-in components; installed plugins are not loaded (docs/components.md).",
+)
+@click.option("--plugin", "plugins", multiple=True, help="Only this plugin's components (repeatable).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file.")
+@click.option("--check", is_flag=True, help="Write nothing; fail when the --out file differs from what it would get.")
+def plugins_reference(builtin_only: bool, plugins: tuple[str, ...], out_file: Path | None, check: bool) -> None:
+    """Print (or write) the component reference in Markdown: each component with its parameters."""
+    from fusionrec.core.io import atomic_write_text
+    from fusionrec.registry.reference import builtin_registry, reference_command, render_reference
+
+    if builtin_only and plugins:
+        raise click.UsageError("--builtin-only and --plugin exclude each other")
+    if check and out_file is None:
+        raise click.UsageError("--check needs --out FILE")
+    registry = builtin_registry() if builtin_only else get_registry()
+    if not builtin_only:
+        _warn_failed(registry)
+    command = reference_command(builtin_only=builtin_only, plugins=plugins, out=str(out_file) if out_file else None)
+    text = render_reference(registry, plugins=plugins, builtin_only=builtin_only, command=command)
+    if out_file is None:
+        click.echo(text, nl=False)
+    elif check:
+        current = out_file.read_text(encoding="utf-8") if out_file.is_file() else None
+        if current != text:
+            raise FusionrecError(f"{out_file} is out of date; regenerate it with `{command}`")
+        out.print(f"{out_file} is up to date", markup=False)
+    else:
+        atomic_write_text(out_file, text)
+        out.print(f"wrote {out_file}", markup=False)
+
+
+@cli.command("schema")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file.")
+def schema_cmd(out_file: Path | None) -> None:
+    """Print (or write) the JSON Schema of pipeline files, built from the installed plugins, for editors."""
+    from fusionrec.core.io import atomic_write_text
+    from fusionrec.core.schema import pipeline_schema
+
+    registry = get_registry()
+    _warn_failed(registry)
+    text = json.dumps(pipeline_schema(registry), indent=2, ensure_ascii=False) + "\n"
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    atomic_write_text(out_file, text)
+    out.print(f"wrote {out_file}", markup=False)
 
 
 @cli.command()
@@ -151,12 +235,117 @@ def run(pipeline: Path) -> None:
     for stage in stages:
         table.add_row(stage.name, stage.component, stage.plugin, stage.status)
     out.print(table)
+    if spec.data is not None:
+        from fusionrec.core import data_commands as dc
+
+        out.print("[bold]data[/bold]")
+        loaded = dc.load(pipeline, registry)
+        for key, value in dc.info_rows(dc.describe(loaded)):
+            out.print(f"  {key}: {value}", markup=False)
+        for line in dc.report_lines(loaded.data.report):
+            out.print(f"  {line}", markup=False)
+        counts = dc.run_split(loaded).counts()
+        sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
+        out.print(f"  split ({dc.split_name(loaded)}): {sizes} interactions", markup=False)
     pending = [s.name for s in stages if s.configured and not s.ready]
     if pending:
         out.print(
-            f"Validated. Stages not available in fusionrec {_version()} yet: {', '.join(pending)}; "
+            f"Stages not available in fusionrec {_version()} yet: {', '.join(pending)} (validated only); "
             "nothing was trained or written."
         )
+
+
+@cli.group("data")
+def data_cmd() -> None:
+    """Inspect, split and fetch datasets."""
+
+
+@data_cmd.command("info")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the figures and the data report).")
+@click.option("--report", type=click.Path(path_type=Path), help="Also write the data report to this JSON file.")
+def data_info(pipeline: Path, as_json: bool, report: Path | None) -> None:
+    """Load the data section of PIPELINE and show its figures and data report."""
+    from fusionrec.core import data_commands as dc
+
+    registry = get_registry()
+    _warn_failed(registry)
+    loaded = dc.load(pipeline, registry)
+    figures = dc.describe(loaded)
+    if report is not None:
+        dc.write_report(loaded.data.report, report)
+    if as_json:
+        out.print_json(json.dumps(figures))
+        return
+    table = Table(title=f"data of {pipeline}", title_justify="left", show_header=False)
+    for key, value in dc.info_rows(figures):
+        table.add_row(escape(key), escape(value))
+    out.print(table)
+    for line in dc.report_lines(loaded.data.report):
+        out.print(line, markup=False)
+    if report is not None:
+        out.print(f"data report written to {report}", markup=False)
+
+
+@data_cmd.command("split")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@click.option("--report", type=click.Path(path_type=Path), help="Also write the data report to this JSON file.")
+def data_split(pipeline: Path, out_dir: Path, report: Path | None) -> None:
+    """Split the data of PIPELINE with its configured protocol; write train/valid/test CSVs in original ids."""
+    from fusionrec.core import data_commands as dc
+
+    registry = get_registry()
+    _warn_failed(registry)
+    loaded = dc.load(pipeline, registry)
+    for line in dc.report_lines(loaded.data.report):
+        out.print(line, markup=False)
+    if report is not None:
+        dc.write_report(loaded.data.report, report)
+    manifest = dc.write_split(loaded, dc.run_split(loaded), out_dir, pipeline)
+    for line in dc.split_lines(manifest, out_dir):
+        out.print(line, markup=False)
+
+
+@data_cmd.command("fetch")
+@click.argument("name")
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to create for the dataset; it must not exist or be empty.",
+)
+@click.option("--url", help="Download from here instead: a mirror, a local server, a file:// URL.")
+@click.option("--sha256", help="Expect this sha256 instead of the known one (another build of the archive).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def data_fetch(name: str, dest: Path, url: str | None, sha256: str | None, quiet: bool) -> None:
+    """Download the public dataset NAME (movielens-small), check its sha256 and extract it into DEST.
+
+    An interrupted download resumes when run again; DEST either gets the complete dataset or nothing.
+    """
+    import re
+
+    from fusionrec.core.fetch import fetch
+
+    result = fetch(name, dest, url=url, sha256=sha256, progress=not quiet, console=err)
+    dataset, where = result.dataset, str(result.dest)
+    if result.already_present:
+        out.print(f"{where} already holds {dataset.name}: nothing downloaded (remove it to fetch again).", markup=False)
+    else:
+        resumed = f", resuming after {result.resumed_from:,}" if result.resumed_from else ""
+        out.print(
+            f"{dataset.name}: downloaded {result.downloaded:,} bytes{resumed} from {dataset.url}, sha256 verified, "
+            f"extracted {len(result.files)} files into {where}",
+            markup=False,
+        )
+    if dataset.note:
+        out.print(dataset.note, markup=False)
+    yaml_path = where if re.fullmatch(r"[\w./~-]+", where) else json.dumps(where)
+    out.print("Use it in a pipeline file:", markup=False)
+    extra = f", {dataset.dataset_params}" if dataset.dataset_params else ""
+    out.print(f"  data: {{type: {dataset.dataset_type}, path: {yaml_path}{extra}}}", markup=False)
+    if dataset.licence:
+        out.print(dataset.licence, markup=False)
 
 
 def _warn_failed(registry: Registry) -> None:

@@ -2,7 +2,8 @@
 
 Every kind gets the generic checks (its parameters validate, an unknown parameter is a ConfigError naming it, it
 builds). Kinds whose interface is settled get more: fusers are checked for shapes, dtypes, weights, masks, batch
-independence, gradients, seeded determinism and a save/load round trip.
+independence, gradients, seeded determinism and a save/load round trip; datasets and splits as described in
+:mod:`fusionrec.registry.data_contracts` (a split partitions its input, deterministically, with valid ids).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from fusionrec.core.errors import ConfigError
 from fusionrec.core.params import ComponentSpec, Params
+from fusionrec.registry.data_contracts import dataset_contract, split_contract
 from fusionrec.registry.manager import get_registry
 from fusionrec.registry.tables import KINDS_BY_NAME, Registry
 
@@ -170,4 +172,4 @@ DEFAULT_CONTEXT: dict[str, dict[str, Any]] = {
     "user_tower": {"item_dim": 16},
     "metric": {"k": 10},
 }
-CONTRACTS: dict[str, Contract] = {"fuser": _fuser}
+CONTRACTS: dict[str, Contract] = {"fuser": _fuser, "dataset": dataset_contract, "split": split_contract}

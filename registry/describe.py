@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,22 @@ def describe_params(model: type[BaseModel]) -> list[ParamDoc]:
                 value = getattr(meta, attr, None)
                 if value is not None:
                     constraints.append(f"{symbol} {value}")
-        docs.append(ParamDoc(name, type_name(info.annotation), default, info.description or "", ", ".join(constraints)))
+        kind = _special_type(info.metadata)  # pydantic moves Annotated[...] metadata onto the field
+        docs.append(
+            ParamDoc(name, kind or type_name(info.annotation), default, info.description or "", ", ".join(constraints))
+        )
     return docs
+
+
+def _special_type(metadata: list[Any]) -> str | None:
+    """``<kind> component`` for a nested-component field, ``path`` for a path: what their JSON schema marks."""
+    for meta in metadata:
+        schema = getattr(meta, "json_schema", None)
+        if isinstance(schema, dict) and "x-fusionrec-kind" in schema:
+            return f"{schema['x-fusionrec-kind']} component"
+        if isinstance(schema, dict) and schema.get("format") == "path":
+            return "path"
+    return None
 
 
 def type_name(annotation: Any) -> str:
@@ -57,13 +72,12 @@ def type_name(annotation: Any) -> str:
         return " | ".join(repr(arg) for arg in typing.get_args(annotation))
     if origin is typing.Annotated:
         base, *extra = typing.get_args(annotation)
-        for meta in extra:
-            schema = getattr(meta, "json_schema", None)
-            if isinstance(schema, dict) and "x-fusionrec-kind" in schema:
-                return f"{schema['x-fusionrec-kind']} component"
-            if isinstance(schema, dict) and schema.get("format") == "path":
-                return "path"
-        return type_name(base)
+        return _special_type(extra) or type_name(base)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(type_name(arg) for arg in typing.get_args(annotation))
+    if origin in (list, tuple, dict, set, frozenset) and typing.get_args(annotation):
+        args = ["..." if arg is Ellipsis else type_name(arg) for arg in typing.get_args(annotation)]
+        return f"{origin.__name__}[{', '.join(args)}]"
     if origin is None and isinstance(annotation, type):
         return annotation.__name__
     text = str(annotation).replace("typing.", "")

@@ -11,7 +11,9 @@ component the plugin provides:
 - ``params``: a :class:`fusionrec.core.params.Params` subclass (``extra="forbid"``) describing the parameters;
   omitted, the component takes none.
 
-Version 1 of this hook set.
+This is version :data:`HOOK_VERSION` of the hook set. A plugin declares the version it was built for with a
+module-level ``fusionrec_hook_version = 1``; fusionrec refuses (marks failed, with a message naming both versions)
+a plugin built for a newer hook set than its own, see :mod:`fusionrec.registry.compat`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pluggy
 
 PROJECT = "fusionrec"
 HOOK_VERSION = 1
+"""Version of this hook set. Raised when a hook is added or a hook's contract grows; plugins built for any version up
+to this one load."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

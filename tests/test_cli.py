@@ -92,6 +92,8 @@ def test_run_quickstart_prints_the_plan() -> None:
     assert "fuser 'attention'" in result.stdout
     assert "fusionrec.plugins.fusers.attention" in result.stdout
     assert "nothing was trained or written" in result.stdout
+    assert "dataset 'movielens'" in result.stdout and "interactions: 27,021" in result.stdout
+    assert "split (temporal): train 22,063 / valid 2,479 / test 2,479 interactions" in result.stdout
 
 
 def test_plugins_lists_builtins_with_origin() -> None:

@@ -93,6 +93,12 @@ def test_non_editable_install_has_no_top_level_core_plugins_registry(tmp_path: P
     for package in pyproject()["tool"]["setuptools"]["packages"]:
         assert (target / Path(*package.split(".")) / "__init__.py").exists(), f"{package} missing from the install"
         assert (target / Path(*package.split(".")) / "py.typed").exists(), f"{package} installed without py.typed"
+    templates = REPO / "registry" / "templates"
+    shipped = target / "fusionrec" / "registry" / "templates"
+    expected = sorted(p.relative_to(templates).as_posix() for p in templates.rglob("*.tmpl"))
+    assert expected and sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*.tmpl")) == expected, (
+        "the templates of `fusionrec plugins new` are missing from the install: list them in package-data"
+    )
     (info,) = target.glob("fusionrec-*.dist-info")
     entry_points = (info / "entry_points.txt").read_text()
     assert "fusionrec = fusionrec.core.cli:main" in entry_points

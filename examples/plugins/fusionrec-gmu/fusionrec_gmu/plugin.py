@@ -13,6 +13,10 @@ from pydantic import Field
 from fusionrec.core.params import Params
 from fusionrec.registry import Register, hookimpl
 
+fusionrec_hook_version = 1
+"""The fusionrec hook version this plugin was built for (``fusionrec.registry.HOOK_VERSION``); an older fusionrec
+refuses the plugin with a message naming both versions instead of failing on a hook it lacks."""
+
 FUSER_NAME = "gmu.gated_unit"
 """The registered name: the entry-point name (``gmu``), a dot, then the component's own name."""
 
