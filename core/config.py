@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field
 
 from fusionrec.core.errors import ConfigError, KeyPath, Problem, did_you_mean
-from fusionrec.core.params import ComponentSpec, Params
+from fusionrec.core.params import ComponentSpec, ConfigPath, Params
 from fusionrec.registry import Registry, get_registry
 from fusionrec.registry.specs import SpecBuilder
 
@@ -50,6 +50,20 @@ class TrainConfig(Params):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when available.")
 
 
+class FeaturesConfig(Params):
+    """Feature extraction settings (section ``features``): how, not what, so none of them changes a vector."""
+
+    cache: ConfigPath | None = Field(
+        None,
+        description="Folder of the feature cache; null: $FUSIONREC_CACHE, else ~/.cache/fusionrec/features.",
+    )
+    batch_size: int = Field(32, ge=1, description="Items per encoder forward pass.")
+    num_workers: int = Field(
+        1, ge=0, description="DataLoader worker processes preprocessing items (image decoding); 0: in the main one."
+    )
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads while encoding; null: torch's default.")
+
+
 class EvaluateConfig(Params):
     """Evaluation settings (section ``evaluate``)."""
 
@@ -59,11 +73,16 @@ class EvaluateConfig(Params):
     protocol: Literal["full"] = Field("full", description="full: rank all items, known positives masked.")
 
 
-SETTINGS_SECTIONS: dict[str, type[Params]] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+SETTINGS_SECTIONS: dict[str, type[Params]] = {
+    "features": FeaturesConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+}
 SECTIONS: tuple[str, ...] = (
     "fusionrec",
     "data",
     "encoders",
+    "features",
     "fuser",
     "user",
     "train",
@@ -79,6 +98,7 @@ class PipelineSpec:
 
     data: ComponentSpec | None = None
     encoders: dict[str, ComponentSpec] = field(default_factory=dict)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     fuser: ComponentSpec | None = None
     user: ComponentSpec | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -143,6 +163,7 @@ def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:
         out["data"] = spec.data.to_dict()
     if spec.encoders:
         out["encoders"] = {name: enc.to_dict() for name, enc in spec.encoders.items()}
+        out["features"] = spec.features.model_dump(mode="json")
     for section in ("fuser", "user"):
         value = getattr(spec, section)
         if value is not None:
@@ -224,6 +245,7 @@ def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec |
         encoders=encoders,
         fuser=parts.get("fuser"),
         user=parts.get("user"),
+        features=settings.get("features") or FeaturesConfig(),
         train=settings.get("train") or TrainConfig(),
         retriever=parts.get("retriever"),
         ranker=parts.get("ranker"),
@@ -301,6 +323,7 @@ __all__ = [
     "COMPONENT_SECTIONS",
     "SCHEMA_VERSION",
     "EvaluateConfig",
+    "FeaturesConfig",
     "PipelineSpec",
     "TrainConfig",
     "dump_pipeline",

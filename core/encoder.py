@@ -13,11 +13,23 @@ import torch
 class Encoder(ABC):
     """Turns raw item content of one modality (image paths, texts, …) into fixed-size vectors.
 
-    Frozen encoders (``trainable`` false) run once per item and their vectors are cached; trainable ones expose a
-    :class:`torch.nn.Module` through :attr:`module` and are trained end to end with the fuser.
+    Encoding is split in three steps so the feature engine can overlap them: :meth:`preprocess` turns one raw value
+    into model input and runs in DataLoader worker processes (image decoding, tokenising); :meth:`collate` batches
+    preprocessed values; :meth:`embed` runs the model on a batch. :meth:`encode` chains the three for callers that
+    just want vectors.
+
+    Frozen encoders (``trainable`` false) run once per item and their vectors are cached on disk, keyed by
+    :meth:`fingerprint`; trainable ones expose a :class:`torch.nn.Module` through :attr:`module` and are trained end
+    to end with the fuser. Encoders that learn something from the catalogue itself (a vocabulary, TF-IDF weights)
+    do so in :meth:`fit`, which the engine calls with every item's raw value before encoding.
+
+    Factories are called as ``factory(**params)``. The key an encoder has under the pipeline's ``encoders:``
+    names the modality in the fused model (``image``, ``text``, ``title``…); :attr:`modality` says which raw input
+    of an item the encoder reads.
 
     Attributes:
-        modality: the modality this encoder reads (``"image"``, ``"text"``, …).
+        modality: the raw input this encoder reads: ``"image"`` (the item's image path, see
+            :data:`fusionrec.core.data.IMAGE`) or ``"text"`` (the item's text, :data:`fusionrec.core.data.TEXT`).
     """
 
     modality: str
@@ -25,7 +37,7 @@ class Encoder(ABC):
     @property
     @abstractmethod
     def dim(self) -> int:
-        """Size of the vectors :meth:`encode` returns."""
+        """Size of the vectors :meth:`embed` returns."""
 
     @property
     def trainable(self) -> bool:
@@ -34,23 +46,58 @@ class Encoder(ABC):
 
     @property
     def module(self) -> torch.nn.Module | None:
-        """The trainable module, for optimisers and devices; ``None`` for encoders without torch weights."""
+        """The torch module, for optimisers and devices; ``None`` for encoders without torch weights."""
         return None
 
-    @abstractmethod
-    def encode(self, batch: Sequence[Any]) -> torch.Tensor:
-        """Encode a batch of raw items.
+    def fit(self, corpus: Sequence[Any]) -> None:  # noqa: B027 - optional hook, empty by default
+        """Learn what the encoder needs from the catalogue (a vocabulary, IDF weights); default: nothing.
 
         Args:
-            batch: one raw value per item (an image path, a text, …); ``None`` never appears here, items without
-                this modality are masked out before encoding.
-
-        Returns:
-            A float32 tensor of shape ``(len(batch), dim)``.
+            corpus: every item's raw value of this modality (items without it are left out).
         """
 
+    def preprocess(self, raw: Any) -> Any:
+        """Turn one raw value (an image path, a text) into model input.
+
+        Runs in DataLoader worker processes, so it must not touch the model and must be picklable with the
+        encoder. Raise :class:`OSError` or :class:`ValueError` for an unusable value (an unreadable image): the
+        engine marks that item as lacking this modality and counts it; it never stops the run. Default: identity.
+        """
+        return raw
+
+    def collate(self, items: Sequence[Any]) -> Any:
+        """Batch preprocessed values: stacks tensors, passes anything else on as a list."""
+        if items and all(isinstance(item, torch.Tensor) for item in items):
+            return torch.stack(list(items))
+        return list(items)
+
+    @abstractmethod
+    def embed(self, batch: Any) -> torch.Tensor:
+        """Run the model on a collated batch.
+
+        Returns:
+            A float32 tensor of shape ``(batch size, dim)``. Row ``i`` depends only on item ``i`` (no batch
+            statistics), so results do not depend on how items are batched.
+        """
+
+    def encode(self, batch: Sequence[Any]) -> torch.Tensor:
+        """Encode raw values in one go: :meth:`preprocess` each, :meth:`collate`, :meth:`embed`.
+
+        Frozen encoders run under :func:`torch.inference_mode`.
+        """
+        prepared = self.collate([self.preprocess(raw) for raw in batch])
+        if self.trainable:
+            return self.embed(prepared)
+        with torch.inference_mode():
+            return self.embed(prepared)
+
     def fingerprint(self) -> str:
-        """A string that changes whenever the vectors would: name, parameters, weight hashes. Keys the cache."""
+        """A string that changes whenever the vectors would: name, parameters, weight and fitted-state hashes.
+
+        The feature cache is keyed by it. Runtime knobs that do not change the vectors (batch size, threads)
+        must not be part of it. The default, the class's qualified name, is only right for encoders without
+        parameters or weights: override it.
+        """
         return type(self).__qualname__
 
     @abstractmethod

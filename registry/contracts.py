@@ -16,6 +16,7 @@ from typing import Any
 from fusionrec.core.errors import ConfigError
 from fusionrec.core.params import ComponentSpec, Params
 from fusionrec.registry.data_contracts import dataset_contract, split_contract
+from fusionrec.registry.encoder_contracts import encoder_contract
 from fusionrec.registry.manager import get_registry
 from fusionrec.registry.tables import KINDS_BY_NAME, Registry
 
@@ -172,4 +173,9 @@ DEFAULT_CONTEXT: dict[str, dict[str, Any]] = {
     "user_tower": {"item_dim": 16},
     "metric": {"k": 10},
 }
-CONTRACTS: dict[str, Contract] = {"fuser": _fuser, "dataset": dataset_contract, "split": split_contract}
+CONTRACTS: dict[str, Contract] = {
+    "encoder": encoder_contract,
+    "fuser": _fuser,
+    "dataset": dataset_contract,
+    "split": split_contract,
+}

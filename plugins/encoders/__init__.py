@@ -1,0 +1,1 @@
+"""Built-in encoders: image (timm, cnn) and text (sentence_transformer, rnn, use_multilingual, bow)."""
