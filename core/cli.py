@@ -235,6 +235,7 @@ def run(pipeline: Path) -> None:
     for stage in stages:
         table.add_row(stage.name, stage.component, stage.plugin, stage.status)
     out.print(table)
+    cached = False
     if spec.data is not None:
         from fusionrec.core import data_commands as dc
 
@@ -247,12 +248,45 @@ def run(pipeline: Path) -> None:
         counts = dc.run_split(loaded).counts()
         sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
         out.print(f"  split ({dc.split_name(loaded)}): {sizes} interactions", markup=False)
+        if spec.encoders:
+            from fusionrec.core import features as fe
+
+            computed = fe.pipeline_features(loaded, registry, progress=True, console=err)
+            for line in fe.summary_lines(computed):
+                out.print(line, markup=False)
+            cached = any(report.store is not None for report in computed.reports)
     pending = [s.name for s in stages if s.configured and not s.ready]
     if pending:
         out.print(
             f"Stages not available in fusionrec {_version()} yet: {', '.join(pending)} (validated only); "
-            "nothing was trained or written."
+            + (
+                "nothing was trained; only the feature cache was written."
+                if cached
+                else "nothing was trained or written."
+            )
         )
+
+
+@cli.command("features")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one report per modality).")
+def features_cmd(pipeline: Path, quiet: bool, as_json: bool) -> None:
+    """Compute the features of PIPELINE's frozen encoders into the feature cache; print counts and items/s.
+
+    Only items not already cached (same encoder fingerprint, same content) are encoded: a second run encodes
+    nothing. Trainable encoders are skipped: training computes their vectors.
+    """
+    from fusionrec.core import features as fe
+
+    registry = get_registry()
+    _warn_failed(registry)
+    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err)
+    if as_json:
+        out.print_json(json.dumps({"pipeline": str(pipeline), **computed.to_dict()}))
+        return
+    for line in fe.summary_lines(computed):
+        out.print(line, markup=False)
 
 
 @cli.group("data")

@@ -1,7 +1,8 @@
 """Pipeline assembly: which stage runs which component.
 
 This resolves every stage of a validated pipeline to its component and plugin. The data stage runs (load and
-split); feature extraction, training, indexing, reranking and evaluation arrive with their plugins.
+split) and so does feature extraction (frozen encoders fill the feature cache); training, indexing, reranking and
+evaluation arrive with their plugins.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 """Stage name and the pipeline section that configures it, in run order."""
 
-IMPLEMENTED_STAGES: frozenset[str] = frozenset({"data"})
-"""Stages this release can execute (``fusionrec run`` loads and splits the data; the rest is validated only)."""
+IMPLEMENTED_STAGES: frozenset[str] = frozenset({"data", "features"})
+"""Stages this release can execute (``fusionrec run`` loads and splits the data and computes the frozen encoders'
+features; the rest is validated only)."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,12 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.splits.per_user",
     "fusionrec.plugins.splits.cold_items",
     "fusionrec.plugins.splits.files",
+    "fusionrec.plugins.encoders.timm_image",
+    "fusionrec.plugins.encoders.cnn",
+    "fusionrec.plugins.encoders.sentence_transformer",
+    "fusionrec.plugins.encoders.rnn",
+    "fusionrec.plugins.encoders.use_multilingual",
+    "fusionrec.plugins.encoders.bow",
 )
 """Module names of the built-in plugins, registered under these names."""
 

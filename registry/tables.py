@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fusionrec.core.errors import ConfigError, FusionrecError, PluginError, did_you_mean, list_names
+from fusionrec.core.errors import ConfigError, FusionrecError, PluginError, Problem, did_you_mean, list_names
 from fusionrec.core.params import BuildRecord, ComponentSpec, Params, as_kwargs
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -204,6 +204,15 @@ class Registry:
         factory = info.resolve_factory()
         try:
             component = factory(**context, **as_kwargs(spec.params, nested))
+        except ConfigError as exc:
+            # a factory reports problems relative to its own block ("weights"); anchor them where the block sits
+            if not spec.path or all(p.path[: len(spec.path)] == spec.path for p in exc.problems):
+                raise
+            problems = [
+                p if p.path[: len(spec.path)] == spec.path else Problem((*spec.path, *p.path), p.message, p.line)
+                for p in exc.problems
+            ]
+            raise type(exc)(problems, file=exc.file) from exc
         except FusionrecError:
             raise
         except Exception as exc:

@@ -185,7 +185,7 @@ def test_missing_type_lists_choices(registry: Registry) -> None:
         ("- a\n- b\n", "a pipeline file is a mapping of sections"),
         ("fusionrec: 1\nencoders: [a]\n", "pipeline.yaml:2: encoders: expected a mapping of modality name"),
         ("fusionrec: 1\nencoders: {Image: x}\n", "encoders.Image: modality names are lower-case identifiers"),
-        ("fusionrec: 1\nencoders: {image: x}\n", "encoders.image.type: unknown encoder 'x': no encoder is registered"),
+        ("fusionrec: 1\nencoders: {image: x}\n", "encoders.image.type: unknown encoder 'x'. Available: "),
         ("fusionrec: 1\nfuser: [1]\n", "fuser: expected a {type: ...} mapping naming a fuser, got a list."),
         ("fusionrec: 1\ntrain: 3\n", "pipeline.yaml:2: train: expected a mapping of section 'train' settings, got 3."),
         ("fusionrec: 1\nevaluate: {metrics: [recall]}\n", "evaluate.metrics[0]: metrics are written name@K"),

@@ -212,3 +212,23 @@ def test_fusionrec_plugins_fixture_adds_and_removes(fusionrec_plugins) -> None: 
 def test_a_plugin_name_cannot_be_registered_twice() -> None:
     with pytest.raises(PluginError, match="a plugin named 'tiny' is already registered"):
         build_plugin_manager(autoload=False, disabled=(), plugins=[("tiny", TinyPlugin()), ("tiny", TinyPlugin())])
+
+
+def test_config_errors_from_a_factory_are_anchored_at_the_component() -> None:
+    source = """
+from fusionrec.core.errors import ConfigError
+from fusionrec.registry import hookimpl
+
+def make():
+    raise ConfigError.at(("weights",), "no such weights")
+
+@hookimpl
+def register_encoders(register):
+    register("anchor.enc", make)
+"""
+    registry = make_registry(("anchor", module("anchor", source)))
+    spec = registry.spec("encoder", {"type": "anchor.enc"}, path=("encoders", "image"))
+    with pytest.raises(ConfigError) as excinfo:
+        registry.build(spec)
+    assert excinfo.value.problems[0].path == ("encoders", "image", "weights")
+    assert "encoders.image.weights: no such weights" in str(excinfo.value)

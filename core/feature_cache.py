@@ -1,0 +1,298 @@
+"""The on-disk feature cache: frozen encoders' vectors, one store per (modality kind, encoder fingerprint).
+
+Layout under the cache folder (``features.cache``, else ``$FUSIONREC_CACHE``, else ``~/.cache/fusionrec/features``)::
+
+    image-3f9c0e1d2a4b5c6d/          one store: the modality kind and a hash of the encoder's fingerprint
+      CURRENT                        the name of the complete generation (written atomically, last)
+      g18c2f0a1b2c3d4e5-1a2b3c/      a generation: vectors.npy, keys.npy, meta.json
+      .tmp-…/                        a generation being written (or left by a crash; removed later)
+
+``vectors.npy`` holds float32 rows (memory-mapped on load), ``keys.npy`` one content key per row (the hex blake2b
+digest of an image file's bytes or of a text's UTF-8 encoding, ``S32``) and ``meta.json`` the fingerprint, dim,
+row count and the fusionrec version. A write builds a new generation in a temporary folder, renames it into
+place, then points ``CURRENT`` at it: a reader sees the old store or the new one, never a half-written one, and an
+interrupted write leaves the previous store as it was.
+
+Invalidation needs no bookkeeping: another fingerprint is another store, and changed content is another key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fusionrec.core.io import atomic_write_text
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+FORMAT = 1
+"""Version of the store layout; part of every store's name, so a new layout never reads an old one."""
+
+CACHE_ENV = "FUSIONREC_CACHE"
+CURRENT = "CURRENT"
+KEY_DTYPE = "S32"
+"""Content keys: 32 hex digits (a 128-bit blake2b digest), ASCII, so numpy never strips a trailing NUL."""
+
+STALE_TMP_SECONDS = 3600.0
+"""Temporary folders older than this are left-overs of a crashed write and are removed by the next write."""
+
+log = logging.getLogger("fusionrec.features")
+
+
+def cache_root(configured: Path | None = None) -> Path:
+    """The feature cache folder: ``configured`` (``features.cache``), else ``$FUSIONREC_CACHE``, else the default."""
+    if configured is not None:
+        return Path(configured)
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "fusionrec" / "features"
+
+
+def store_name(modality: str, fingerprint: str) -> str:
+    """The folder name of the store for an encoder reading ``modality`` with this fingerprint."""
+    digest = hashlib.blake2b(f"fusionrec-features/{FORMAT}\0{modality}\0{fingerprint}".encode(), digest_size=8)
+    return f"{modality}-{digest.hexdigest()}"
+
+
+def text_key(text: str) -> bytes:
+    """The content key of a text: a hash of its UTF-8 encoding."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest().encode("ascii")
+
+
+def file_key(path: str | Path) -> bytes:
+    """The content key of a file (an image): a hash of its bytes, so a renamed or moved file keeps its vectors.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest().encode("ascii")
+
+
+@dataclass
+class StoreContents:
+    """One generation of a store, loaded: keys in memory, vectors memory-mapped (read-only).
+
+    Attributes:
+        folder: the generation's folder.
+        keys: one content key per row (``S32``).
+        vectors: ``(len(keys), dim)`` float32, a read-only :class:`numpy.memmap`.
+        meta: the generation's ``meta.json``.
+    """
+
+    folder: Path
+    keys: npt.NDArray[Any]
+    vectors: npt.NDArray[np.float32]
+    meta: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def index(self) -> dict[bytes, int]:
+        """Content key → row."""
+        return {bytes(key): row for row, key in enumerate(self.keys.tolist())}
+
+
+class FeatureStore:
+    """The store of one encoder (by modality kind and fingerprint) in a cache folder.
+
+    Args:
+        root: the cache folder.
+        modality: the raw input the encoder reads (``image``, ``text``).
+        fingerprint: the encoder's :meth:`~fusionrec.core.encoder.Encoder.fingerprint`, taken after ``fit``.
+    """
+
+    def __init__(self, root: Path, modality: str, fingerprint: str) -> None:
+        self.root = Path(root)
+        self.modality = modality
+        self.fingerprint = fingerprint
+        self.path = self.root / store_name(modality, fingerprint)
+
+    def load(self) -> StoreContents | None:
+        """The current generation, or ``None`` when there is none (or it is unreadable: logged, then rewritten)."""
+        import numpy as np
+
+        for _ in range(3):  # a concurrent write may remove the generation between reading CURRENT and opening it
+            try:
+                generation = (self.path / CURRENT).read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                log.warning("feature store %s is unreadable (%s); it will be rewritten", self.path, exc)
+                return None
+            folder = self.path / generation
+            try:
+                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+                keys = np.load(folder / "keys.npy", allow_pickle=False)
+                vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                log.warning("feature store %s is damaged (%s); it will be rewritten", folder, exc)
+                return None
+            problem = self._check(meta, keys, vectors)
+            if problem:
+                log.warning("feature store %s is inconsistent (%s); it will be rewritten", folder, problem)
+                return None
+            return StoreContents(folder, keys, vectors, meta)
+        return None
+
+    def _check(self, meta: Any, keys: Any, vectors: Any) -> str | None:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            return "unknown format"
+        if meta.get("fingerprint") != self.fingerprint:
+            return "written for another encoder fingerprint"
+        if keys.dtype != KEY_DTYPE or keys.ndim != 1:
+            return f"keys are {keys.dtype}{list(keys.shape)}, expected {KEY_DTYPE}[n]"
+        if vectors.dtype != "float32" or vectors.ndim != 2 or vectors.shape[0] != len(keys):
+            return f"vectors are {vectors.dtype}{list(vectors.shape)} for {len(keys)} keys"
+        if meta.get("count") != len(keys) or meta.get("dim") != vectors.shape[1]:
+            return "meta.json disagrees with the arrays"
+        return None
+
+    def write(
+        self,
+        blocks: Sequence[tuple[npt.NDArray[Any], npt.NDArray[np.float32]]],
+        dim: int,
+        info: dict[str, Any] | None = None,
+    ) -> StoreContents:
+        """Write a new generation holding ``blocks`` (pairs of keys and their vectors, in order) and make it current.
+
+        Atomic: until the final step (pointing ``CURRENT`` at the new generation), the previous generation stays
+        current; an exception on the way removes the partial generation and leaves the previous one intact.
+
+        Args:
+            blocks: ``(keys, vectors)`` pairs; keys are unique across all blocks.
+            dim: the vectors' width.
+            info: extra facts for ``meta.json`` (the encoder's registered name, …).
+
+        Returns:
+            The new generation, loaded (vectors memory-mapped).
+        """
+        import numpy as np
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        count = sum(len(keys) for keys, _ in blocks)
+        meta = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "modality": self.modality,
+            "dim": dim,
+            "count": count,
+            "key": "blake2b-128 hex of the image file's bytes or the text's UTF-8",
+            "fusionrec": _version(),
+            "written": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **(info or {}),
+        }
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.path))
+        generation = f"g{time.time_ns():x}-{secrets.token_hex(3)}"
+        try:
+            _write_vectors(tmp / "vectors.npy", blocks, count, dim)
+            _write_keys(tmp / "keys.npy", np.concatenate([keys for keys, _ in blocks]).astype(KEY_DTYPE))
+            _write_meta(tmp / "meta.json", meta)
+            os.rename(tmp, self.path / generation)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            atomic_write_text(self.path / CURRENT, generation + "\n")
+        except BaseException:
+            shutil.rmtree(self.path / generation, ignore_errors=True)
+            raise
+        self._remove_old(keep=generation)
+        loaded = self.load()
+        if loaded is None:  # only if another writer replaced it at once; read our own generation back
+            raise OSError(f"the feature store {self.path} changed while it was being written; run again")
+        return loaded
+
+    def _remove_old(self, keep: str) -> None:
+        """Remove generations other than ``keep``, and temporary folders left by crashed writes.
+
+        A reader that memory-mapped an old generation keeps reading it (on POSIX the data lives until unmapped).
+        """
+        now = time.time()
+        for entry in self.path.iterdir():
+            if entry.name in (keep, CURRENT) or not entry.is_dir():
+                continue
+            if entry.name.startswith(".tmp-"):
+                try:
+                    if now - entry.stat().st_mtime < STALE_TMP_SECONDS:
+                        continue  # maybe another process's write in progress
+                except OSError:
+                    continue
+            elif not entry.name.startswith("g"):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _write_vectors(target: Path, blocks: Iterable[tuple[Any, npt.NDArray[np.float32]]], count: int, dim: int) -> None:
+    import numpy as np
+
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(count, dim))
+    row = 0
+    for _, vectors in blocks:
+        out[row : row + len(vectors)] = vectors
+        row += len(vectors)
+    out.flush()
+    del out
+    _fsync(target)
+
+
+def _write_keys(target: Path, keys: npt.NDArray[Any]) -> None:
+    import numpy as np
+
+    with open(target, "wb") as handle:
+        np.save(handle, keys, allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_meta(target: Path, meta: dict[str, Any]) -> None:
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusionrec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+__all__ = [
+    "CACHE_ENV",
+    "FORMAT",
+    "FeatureStore",
+    "StoreContents",
+    "cache_root",
+    "file_key",
+    "store_name",
+    "text_key",
+]
