@@ -86,14 +86,20 @@ def test_resolved_prints_every_default_and_round_trips(pipeline, tmp_path: Path)
     assert second.stdout == result.stdout
 
 
-def test_run_quickstart_prints_the_plan() -> None:
-    result = run("run", "examples/quickstart.yaml")
+def test_run_quickstart_prints_the_plan(tmp_path: Path) -> None:
+    result = run("run", "examples/quickstart.yaml", env={"FUSIONREC_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     assert "fuser 'attention'" in result.stdout
     assert "fusionrec.plugins.fusers.attention" in result.stdout
-    assert "nothing was trained or written" in result.stdout
+    assert "nothing was trained; only the feature cache was written" in result.stdout
     assert "dataset 'movielens'" in result.stdout and "interactions: 27,021" in result.stdout
     assert "split (temporal): train 22,063 / valid 2,479 / test 2,479 interactions" in result.stdout
+    assert "image: timm (image, dim 1280): 300 items: 300 present" in result.stdout
+    assert "text: sentence_transformer (text, dim 384): 300 items: 300 present" in result.stdout
+    assert "300 encoded now, 0 from cache" in result.stdout
+    again = run("run", "examples/quickstart.yaml", env={"FUSIONREC_CACHE": str(tmp_path / "cache")})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("0 encoded now, 300 from cache") == 2
 
 
 def test_plugins_lists_builtins_with_origin() -> None:
