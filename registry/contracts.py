@@ -3,7 +3,8 @@
 Every kind gets the generic checks (its parameters validate, an unknown parameter is a ConfigError naming it, it
 builds). Kinds whose interface is settled get more: fusers are checked for shapes, dtypes, weights, masks, batch
 independence, gradients, seeded determinism and a save/load round trip; datasets and splits as described in
-:mod:`fusionrec.registry.data_contracts` (a split partitions its input, deterministically, with valid ids).
+:mod:`fusionrec.registry.data_contracts` (a split partitions its input, deterministically, with valid ids);
+retrievers as in :mod:`fusionrec.registry.retriever_contracts`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fusionrec.core.params import ComponentSpec, Params
 from fusionrec.registry.data_contracts import dataset_contract, split_contract
 from fusionrec.registry.encoder_contracts import encoder_contract
 from fusionrec.registry.manager import get_registry
+from fusionrec.registry.retriever_contracts import retriever_contract
 from fusionrec.registry.tables import KINDS_BY_NAME, Registry
 
 Contract = Callable[[Registry, ComponentSpec, Mapping[str, Any]], Any]
@@ -178,4 +180,5 @@ CONTRACTS: dict[str, Contract] = {
     "fuser": _fuser,
     "dataset": dataset_contract,
     "split": split_contract,
+    "retriever": retriever_contract,
 }

@@ -39,6 +39,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.encoders.rnn",
     "fusionrec.plugins.encoders.use_multilingual",
     "fusionrec.plugins.encoders.bow",
+    "fusionrec.plugins.retrievers.exact",
+    "fusionrec.plugins.retrievers.faiss_index",
 )
 """Module names of the built-in plugins, registered under these names."""
 

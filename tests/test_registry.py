@@ -152,8 +152,8 @@ def test_unknown_component_lists_available_and_suggests() -> None:
 
 def test_empty_kind_says_how_to_get_one() -> None:
     registry = registry_from(autoload=False)
-    with pytest.raises(UnknownComponentError, match="no retriever is registered"):
-        registry.spec("retriever", {"type": "faiss"})
+    with pytest.raises(UnknownComponentError, match="no ranker is registered"):
+        registry.spec("ranker", {"type": "logistic"})
 
 
 def test_unknown_kind_is_an_error() -> None:

@@ -1,0 +1,1 @@
+"""Built-in retrievers: nearest-neighbour indexes over item vectors (exact search, FAISS)."""
