@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     model, transform = bare_model()
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     print(
-        f"{len(paths)} posters, {MODEL}, batch {BATCH}, {config.num_workers} worker(s), torch threads "
+        f"{len(paths)} posters, {MODEL}, batch {BATCH}, {config.workers()} worker(s), torch threads "
         f"{torch.get_num_threads()}; encoder built in {build_seconds:.2f} s",
         flush=True,
     )
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "chunk": args.chunk,
         "model": MODEL,
         "batch_size": BATCH,
-        "num_workers": config.num_workers,
+        "num_workers": config.workers(),
         "load_average_1min": [round(x, 2) for x in load],
         "bare_seconds_per_chunk": [round(x, 3) for x in bare_s],
         "fusionrec_seconds_per_chunk": [round(x, 3) for x in fusion_s],

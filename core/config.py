@@ -6,6 +6,7 @@ pipeline file's folder. A spec round-trips: ``parse(dump(spec)) == spec``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,9 +59,20 @@ class FeaturesConfig(Params):
         description="Folder of the feature cache; null: $FUSIONREC_CACHE, else ~/.cache/fusionrec/features.",
     )
     batch_size: int = Field(32, ge=1, description="Items per encoder forward pass.")
-    num_workers: int = Field(
-        1, ge=0, description="DataLoader worker processes preprocessing items (image decoding); 0: in the main one."
+    num_workers: int | None = Field(
+        None,
+        ge=0,
+        description="DataLoader worker processes preprocessing items (image decoding); 0: in the main one; null: "
+        "auto, 0 on machines with up to 2 CPUs (a worker would take time from torch's threads), else up to 4.",
     )
+
+    def workers(self) -> int:
+        """The number of worker processes to use: :attr:`num_workers`, or the automatic choice when null."""
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return 0 if cpus <= 2 else min(4, cpus - 2)
+
     threads: int | None = Field(None, ge=1, description="torch intra-op threads while encoding; null: torch's default.")
 
 

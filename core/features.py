@@ -296,7 +296,7 @@ def extract_modality(
             encoder,
             [raws[i] for i in positions],
             batch_size=config.batch_size,
-            num_workers=config.num_workers,
+            num_workers=config.workers(),
             threads=config.threads,
             advance=advance,
             label=label,

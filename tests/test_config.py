@@ -234,3 +234,14 @@ def test_parse_metric() -> None:
 def test_quickstart_pipeline_is_valid() -> None:
     spec = load_pipeline(Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml")
     assert spec.fuser is not None
+
+
+def test_feature_workers_default_to_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fusionrec.core.config import FeaturesConfig
+
+    assert FeaturesConfig(num_workers=3).workers() == 3
+    for cpus, expected in ((1, 0), (2, 0), (4, 2), (16, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert FeaturesConfig().workers() == expected
