@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -220,8 +221,20 @@ def validate(pipeline: Path, resolved: bool) -> None:
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(path_type=Path))
-def run(pipeline: Path) -> None:
-    """Run a pipeline: data → features → train → index → rerank → evaluate."""
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Run directory (default: runs/<pipeline name>). A finished stage there is not redone.",
+)
+@click.option("--user", "sample_users", multiple=True, help="Users to show recommendations for (default: one).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(pipeline: Path, out_dir: Path | None, sample_users: tuple[str, ...], quiet: bool) -> None:
+    """Run a pipeline: data → features → train → index → rerank → evaluate → report.
+
+    Resumable stage by stage: rerunning the same pipeline into the same run directory continues where it stopped
+    (a killed training resumes from its last epoch) and redoes nothing that finished.
+    """
     from fusionrec.core.config import load_pipeline
     from fusionrec.core.pipeline import plan
 
@@ -235,36 +248,187 @@ def run(pipeline: Path) -> None:
     for stage in stages:
         table.add_row(stage.name, stage.component, stage.plugin, stage.status)
     out.print(table)
-    cached = False
-    if spec.data is not None:
+    if spec.data is None:
         from fusionrec.core import data_commands as dc
 
-        out.print("[bold]data[/bold]")
-        loaded = dc.load(pipeline, registry)
-        for key, value in dc.info_rows(dc.describe(loaded)):
-            out.print(f"  {key}: {value}", markup=False)
-        for line in dc.report_lines(loaded.data.report):
-            out.print(f"  {line}", markup=False)
-        counts = dc.run_split(loaded).counts()
-        sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
-        out.print(f"  split ({dc.split_name(loaded)}): {sizes} interactions", markup=False)
-        if spec.encoders:
-            from fusionrec.core import features as fe
+        dc.load(pipeline, registry)  # raises the clear "no data section" error
+        return
+    import fusionrec.core.recommend as rc
+    import fusionrec.core.report as report
+    from fusionrec.core import train_run
 
-            computed = fe.pipeline_features(loaded, registry, progress=True, console=err)
-            for line in fe.summary_lines(computed):
+    target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
+
+    def show(prepared: train_run.Prepared) -> None:
+        from fusionrec.core import data_commands as dc
+        from fusionrec.core import features as fe
+
+        out.print("[bold]data[/bold]")
+        for key, value in dc.info_rows(dc.describe(prepared.loaded)):
+            out.print(f"  {key}: {value}", markup=False)
+        for line in dc.report_lines(prepared.loaded.data.report):
+            out.print(f"  {line}", markup=False)
+        counts = prepared.split.counts()
+        sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
+        out.print(f"  split ({dc.split_name(prepared.loaded)}): {sizes} interactions", markup=False)
+        if prepared.features_run is not None:
+            for line in fe.summary_lines(prepared.features_run):
                 out.print(line, markup=False)
-            cached = any(report.store is not None for report in computed.reports)
-    pending = [s.name for s in stages if s.configured and not s.ready]
-    if pending:
-        out.print(
-            f"Stages not available in fusionrec {_version()} yet: {', '.join(pending)} (validated only); "
-            + (
-                "nothing was trained; only the feature cache was written."
-                if cached
-                else "nothing was trained or written."
-            )
+
+    outcome = train_run.train_pipeline(
+        pipeline, target, registry, resume=True, progress=not quiet, console=err, on_prepared=show
+    )
+    out.print(f"[bold]train[/bold] → {target}: {outcome.summary.get('stopped', 'trained')}")
+    _print_metrics(outcome.metrics, "metrics")
+    if "rerank" in outcome.metrics:
+        out.print(outcome.metrics["rerank"]["verdict"], markup=False)
+    recommender = rc.open_run(target, registry)
+    users = list(sample_users) or [str(recommender.data.user_ids[0])]
+    samples = dict(zip(users, recommender.recommend(users, 10), strict=True))
+    for user, rows in samples.items():
+        _print_recommendations(f"user {user}: top 10", rows)
+    report.write_report(outcome.run, outcome.metrics, samples)
+    out.print(f"report: {target / report.REPORT} (chart {target / report.CHART})", markup=False)
+
+
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def evaluate_cmd(run_dir: Path, as_json: bool) -> None:
+    """Show a finished run's metrics (validation and test, 95% intervals, protocol), checked against its manifest."""
+    from fusionrec.core.rundir import RunDir, RunError
+
+    opened = RunDir.open(run_dir)
+    if not opened.done("train"):
+        raise RunError(f"{run_dir}: the run has not finished (status: {opened.status()})")
+    problems = opened.verify()
+    if problems:
+        raise RunError(f"{run_dir}: the run directory does not match its manifest: {'; '.join(problems)}")
+    metrics = opened.read_json("metrics.json")
+    if as_json:
+        out.print_json(json.dumps(metrics))
+        return
+    _print_metrics(metrics, f"{run_dir}")
+    if "rerank" in metrics:
+        out.print(metrics["rerank"]["verdict"], markup=False)
+
+
+@cli.command("train")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Run directory (default: runs/<pipeline name>). It must be new or empty, unless --resume.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (after a kill).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary and metrics as JSON.")
+def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, as_json: bool) -> None:
+    """Train PIPELINE: its two-tower model (fuser + user tower), or its `model` section (a baseline).
+
+    Early stopping and model selection use validation Recall@20; the selected model is then scored on
+    validation and test. The run directory holds the resolved config, a manifest with package versions, seeds
+    and artifact checksums, the per-epoch log, the checkpoint, the artifacts and metrics.json.
+    """
+    from fusionrec.core import train_run
+
+    registry = get_registry()
+    _warn_failed(registry)
+    target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
+    outcome = train_run.train_pipeline(
+        pipeline, target, registry, resume=resume, progress=not quiet and not as_json, console=err
+    )
+    if as_json:
+        out.print_json(json.dumps({"run": str(target), "summary": outcome.summary, "metrics": outcome.metrics}))
+        return
+    _print_metrics(outcome.metrics, f"{target}: {outcome.summary.get('stopped', 'trained')}")
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from fusionrec.core.train_run import metric_rows
+
+    table = Table(title=title, title_justify="left")
+    for column in ("metric", "valid [95% CI]", "test [95% CI]"):
+        table.add_column(column)
+    for row in metric_rows(metrics):
+        table.add_row(*row)
+    out.print(table)
+    protocol = metrics.get("test", {}).get("protocol")
+    if protocol:
+        out.print("protocol: " + ", ".join(f"{k} {v}" for k, v in protocol.items()), markup=False)
+
+
+@cli.command("recommend")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--user", "user_ids", multiple=True, help="A user id as in the data (repeatable).")
+@click.option("--users", "all_users", type=click.Choice(["all"]), help="Every user (with --out).")
+@click.option("--similar", "similar", help="Instead of users: items similar to this item id.")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Recommendations per user.")
+@click.option("--candidates", type=int, help="Retrieved candidates per user before reranking (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path),
+    help="Write userId,itemId,rank (original ids, seen items excluded) to this CSV file instead of printing.",
+)
+def recommend_cmd(
+    run_dir: Path,
+    user_ids: tuple[str, ...],
+    all_users: str | None,
+    similar: str | None,
+    k: int,
+    candidates: int | None,
+    as_json: bool,
+    out_file: Path | None,
+) -> None:
+    """Recommend items from a trained run: retrieve, rerank, explain (scores and per-modality weights)."""
+    import fusionrec.core.recommend as rc
+
+    if not user_ids and not all_users and similar is None:
+        raise click.UsageError("give --user ID (repeatable), --users all, or --similar ITEM_ID")
+    registry = get_registry()
+    _warn_failed(registry)
+    recommender = rc.open_run(run_dir, registry, candidates)
+    if similar is not None:
+        rows = recommender.similar_items(similar, k)
+        if as_json:
+            out.print_json(json.dumps({"item_id": similar, "similar": [r.to_dict() for r in rows]}))
+        else:
+            _print_recommendations(f"items similar to {similar}", rows)
+        return
+    users = [str(u) for u in recommender.data.user_ids] if all_users else list(user_ids)
+    if out_file is not None:
+        rc.write_csv(recommender, users, k, out_file)
+        out.print(f"wrote {len(users):,} users × up to {k} items to {out_file}", markup=False)
+        return
+    results = recommender.recommend(users, k)
+    if as_json:
+        payload = [{"user_id": u, "items": [r.to_dict() for r in rows]} for u, rows in zip(users, results, strict=True)]
+        out.print_json(json.dumps(payload))
+        return
+    for user, rows in zip(users, results, strict=True):
+        _print_recommendations(f"user {user}: top {k}", rows)
+
+
+def _print_recommendations(title: str, rows: list[Any]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "item", "title", "score", "retrieval", "ranker", "modality weights", "image"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        weights = " · ".join(f"{m} {w:.2f}" for m, w in r.weights.items())
+        table.add_row(
+            str(r.rank),
+            str(r.item_id),
+            r.title,
+            f"{r.score:.4f}",
+            "-" if r.retrieval_score is None else f"{r.retrieval_score:.4f}",
+            "-" if r.ranker_score is None else f"{r.ranker_score:.4f}",
+            weights or "-",
+            r.image or "-",
         )
+    out.print(table)
 
 
 @cli.command("features")
@@ -380,6 +544,101 @@ def data_fetch(name: str, dest: Path, url: str | None, sha256: str | None, quiet
     out.print(f"  data: {{type: {dataset.dataset_type}, path: {yaml_path}{extra}}}", markup=False)
     if dataset.licence:
         out.print(dataset.licence, markup=False)
+
+
+@cli.group("bench")
+def bench_cmd() -> None:
+    """Benchmarks that write their figures (JSON, a Markdown table, a plot) into a folder."""
+
+
+@bench_cmd.command("retrieval")
+@click.option(
+    "--sizes",
+    metavar="N,N,…",
+    help="Synthetic data sets: item counts, comma-separated (10k, 1M work too); 'none' for none. "
+    "[default: 10000,100000,1000000; 2000 with --quick]",
+)
+@click.option("--dim", type=click.IntRange(min=2), default=128, show_default=True, help="Synthetic vector size.")
+@click.option(
+    "--vectors",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Real item vectors, .npy (n, dim): a run's item vectors, a feature-cache store's vectors.npy.",
+)
+@click.option("--vectors-name", help="Name of the --vectors data set in the tables (default: the file's stem).")
+@click.option(
+    "--queries",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Query vectors for --vectors, .npy (default: 1024 seeded item rows plus Gaussian noise).",
+)
+@click.option(
+    "--index",
+    "indexes",
+    multiple=True,
+    metavar="FACTORY[|SEARCH]",
+    help="A FAISS index_factory string (verbatim) and search parameters after '|': 'HNSW32|efSearch=64', "
+    "'IVF4096,Flat|nprobe=16'. Repeatable; one factory string is built once. Default: Flat, HNSW32 (efSearch "
+    "32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
+)
+@click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True, help="Similarity.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Search on.")
+@click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: FAISS's, one per core).")
+@click.option("--repeats", type=click.IntRange(min=1), help="Timed repetitions per side (default 5; 3 with --quick).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data, queries and seen items.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("docs/benchmarks"),
+    show_default=True,
+    help="Folder for retrieval.json, retrieval.md and retrieval.png.",
+)
+@click.option("--quick", is_flag=True, help="A small run (2,000 items, 256 queries, 3 repetitions), for tests.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the files written.")
+def bench_retrieval(
+    sizes: str | None,
+    dim: int,
+    vectors: Path | None,
+    vectors_name: str | None,
+    queries: Path | None,
+    indexes: tuple[str, ...],
+    metric: str,
+    device: str,
+    threads: int | None,
+    repeats: int | None,
+    seed: int,
+    out_dir: Path,
+    quick: bool,
+    quiet: bool,
+) -> None:
+    """FAISS indexes through fusionrec's faiss retriever: build time, memory, recall@10, QPS at batch 1 and 1024
+    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector).
+    See docs/benchmarks.md."""
+    from fusionrec.core import bench_retrieval as br
+    from fusionrec.core import bench_retrieval_report as report
+
+    options = br.make_options(
+        sizes=sizes,
+        dim=dim,
+        vectors=vectors,
+        vectors_name=vectors_name,
+        queries=queries,
+        indexes=indexes,
+        metric=metric,
+        device=device,
+        threads=threads,
+        repeats=repeats,
+        seed=seed,
+        quick=quick,
+    )
+    registry = get_registry()
+    _warn_failed(registry)
+    with report.progress_display(err, not quiet) as progress:
+        result = br.run_benchmark(registry, options, progress, command=report.command_line(options, out_dir))
+    for path in report.write_outputs(result, out_dir):
+        out.print(f"wrote {path}", markup=False)
+    if not quiet:
+        for line in report.summary_lines(result):
+            out.print(line, markup=False)
 
 
 def _warn_failed(registry: Registry) -> None:

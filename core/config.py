@@ -27,6 +27,7 @@ COMPONENT_SECTIONS: dict[str, str] = {
     "data": "dataset",
     "fuser": "fuser",
     "user": "user_tower",
+    "model": "model",
     "retriever": "retriever",
     "ranker": "ranker",
 }
@@ -40,12 +41,26 @@ class TrainConfig(Params):
     """Training settings (section ``train``)."""
 
     epochs: int = Field(20, ge=1, description="Maximum number of passes over the training interactions.")
-    batch_size: int = Field(1024, ge=1, description="Interactions per optimisation step.")
+    batch_size: int = Field(1024, ge=1, description="Training examples (target interactions) per optimisation step.")
     lr: float = Field(1.0e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    loss: Literal["sampled_softmax", "bpr"] = Field(
-        "sampled_softmax", description="sampled_softmax over in-batch negatives, or bpr."
+    loss: Literal["sampled_softmax", "softmax", "bpr"] = Field(
+        "sampled_softmax",
+        description="sampled_softmax: softmax over the batch's other targets as negatives, with the logQ popularity "
+        "correction; softmax: over the whole catalogue; bpr: one uniformly sampled negative per positive.",
     )
+    temperature: float = Field(
+        0.1, gt=0, description="Divides the scores inside the softmax losses (ignored by bpr unless normalize)."
+    )
+    normalize: bool = Field(
+        True, description="L2-normalise user and item vectors during training and retrieval (cosine scores)."
+    )
+    item_ids: bool = Field(
+        False,
+        description="Add a learned item-id embedding to each item's fused content vector (collaborative signal; "
+        "items never seen in training keep their content vector).",
+    )
+    dim: int = Field(64, gt=0, description="Size of the item vectors when the pipeline has no fuser (ids only).")
     patience: int = Field(3, ge=1, description="Stop after this many epochs without a better validation Recall@20.")
     seed: int = Field(0, description="Seed for every random choice (same seed → same metrics).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when available.")
@@ -83,6 +98,15 @@ class EvaluateConfig(Params):
         ("recall@10", "recall@20", "ndcg@10", "ndcg@20"), description="Metrics as name@K, e.g. recall@20."
     )
     protocol: Literal["full"] = Field("full", description="full: rank all items, known positives masked.")
+    candidates: int = Field(
+        200,
+        ge=1,
+        description="Candidates the retriever passes to the ranker, per user (two-stage recommend and reranked "
+        "evaluation).",
+    )
+    bootstrap: int = Field(
+        1000, ge=0, description="Bootstrap resamples of the evaluated users for the 95% intervals; 0: none."
+    )
 
 
 SETTINGS_SECTIONS: dict[str, type[Params]] = {
@@ -97,6 +121,7 @@ SECTIONS: tuple[str, ...] = (
     "features",
     "fuser",
     "user",
+    "model",
     "train",
     "retriever",
     "ranker",
@@ -113,6 +138,7 @@ class PipelineSpec:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     fuser: ComponentSpec | None = None
     user: ComponentSpec | None = None
+    model: ComponentSpec | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     retriever: ComponentSpec | None = None
     ranker: ComponentSpec | None = None
@@ -126,7 +152,7 @@ class PipelineSpec:
         if self.data is not None:
             out.append(("data", self.data))
         out.extend((f"encoders.{name}", spec) for name, spec in self.encoders.items())
-        for section in ("fuser", "user", "retriever", "ranker"):
+        for section in ("fuser", "user", "model", "retriever", "ranker"):
             spec = getattr(self, section)
             if spec is not None:
                 out.append((section, spec))
@@ -176,7 +202,7 @@ def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:
     if spec.encoders:
         out["encoders"] = {name: enc.to_dict() for name, enc in spec.encoders.items()}
         out["features"] = spec.features.model_dump(mode="json")
-    for section in ("fuser", "user"):
+    for section in ("fuser", "user", "model"):
         value = getattr(spec, section)
         if value is not None:
             out[section] = value.to_dict()
@@ -257,6 +283,7 @@ def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec |
         encoders=encoders,
         fuser=parts.get("fuser"),
         user=parts.get("user"),
+        model=parts.get("model"),
         features=settings.get("features") or FeaturesConfig(),
         train=settings.get("train") or TrainConfig(),
         retriever=parts.get("retriever"),

@@ -1,8 +1,7 @@
 """Pipeline assembly: which stage runs which component.
 
-This resolves every stage of a validated pipeline to its component and plugin. The data stage runs (load and
-split) and so does feature extraction (frozen encoders fill the feature cache); training, indexing, reranking and
-evaluation arrive with their plugins.
+This resolves every stage of a validated pipeline to its component and plugin, in run order, for the table that
+``fusionrec run`` prints before it runs them.
 """
 
 from __future__ import annotations
@@ -17,14 +16,16 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("features", "encoders"),
     ("train", "fuser"),
     ("user tower", "user"),
+    ("model", "model"),
     ("index", "retriever"),
     ("rerank", "ranker"),
 )
 """Stage name and the pipeline section that configures it, in run order."""
 
-IMPLEMENTED_STAGES: frozenset[str] = frozenset({"data", "features"})
-"""Stages this release can execute (``fusionrec run`` loads and splits the data and computes the frozen encoders'
-features; the rest is validated only)."""
+IMPLEMENTED_STAGES: frozenset[str] = frozenset(
+    {"data", "features", "train", "user tower", "model", "index", "rerank", "evaluate"}
+)
+"""Stages this release can execute (all of them: ``fusionrec run`` runs every configured stage)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ def plan(spec: PipelineSpec, registry: Registry) -> list[Stage]:
         plugins = ", ".join(sorted({registry.table(s.kind)[s.type].plugin for _, s in specs}))
         stages.append(Stage(name, components, plugins, name in IMPLEMENTED_STAGES))
     evaluate = spec.evaluate
-    stages.append(
-        Stage("evaluate", ", ".join(evaluate.metrics) if evaluate else "-", "-", "evaluate" in IMPLEMENTED_STAGES)
-    )
+    metrics = ", ".join(evaluate.metrics) if evaluate else "recall@10, recall@20, ndcg@10, ndcg@20 (default)"
+    stages.append(Stage("evaluate", metrics, "-", "evaluate" in IMPLEMENTED_STAGES))
     return stages

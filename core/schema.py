@@ -33,6 +33,7 @@ SECTION_DESCRIPTIONS: dict[str, str] = {
     "encoders": "One encoder per modality: modality name → encoder block.",
     "fuser": "How an item's per-modality vectors become one vector.",
     "user": "The user tower: a user's history → a user vector.",
+    "model": "A whole model (a baseline such as bpr_mf or lightgcn) trained instead of the fuser + user two-tower.",
     "train": "Training settings.",
     "retriever": "The nearest-neighbour index over item vectors.",
     "ranker": "The classifier that reranks retrieved candidates.",

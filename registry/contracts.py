@@ -4,7 +4,11 @@ Every kind gets the generic checks (its parameters validate, an unknown paramete
 builds). Kinds whose interface is settled get more: fusers are checked for shapes, dtypes, weights, masks, batch
 independence, gradients, seeded determinism and a save/load round trip; datasets and splits as described in
 :mod:`fusionrec.registry.data_contracts` (a split partitions its input, deterministically, with valid ids);
-retrievers as in :mod:`fusionrec.registry.retriever_contracts`.
+retrievers as in :mod:`fusionrec.registry.retriever_contracts`; user towers as in
+:mod:`fusionrec.registry.user_tower_contracts`; metrics as in :mod:`fusionrec.registry.metric_contracts` (shapes,
+only the first k ranks count, per-user independence, and the usual meaning of the built-in names); rankers as
+in :mod:`fusionrec.registry.ranker_contracts` (learns a separable problem, seeded, bad input, save/load); models
+as in :mod:`fusionrec.registry.model_contracts` (planted structure recovered, seeded, shapes, save/load).
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from fusionrec.core.params import ComponentSpec, Params
 from fusionrec.registry.data_contracts import dataset_contract, split_contract
 from fusionrec.registry.encoder_contracts import encoder_contract
 from fusionrec.registry.manager import get_registry
+from fusionrec.registry.metric_contracts import metric_contract
+from fusionrec.registry.model_contracts import model_contract
+from fusionrec.registry.ranker_contracts import ranker_contract
 from fusionrec.registry.retriever_contracts import retriever_contract
 from fusionrec.registry.tables import KINDS_BY_NAME, Registry
+from fusionrec.registry.user_tower_contracts import user_tower_contract
 
 Contract = Callable[[Registry, ComponentSpec, Mapping[str, Any]], Any]
 
@@ -172,7 +180,7 @@ DEFAULT_CONTEXT: dict[str, dict[str, Any]] = {
     # three modalities, not in alphabetical order: catches gates that read absent inputs (with two, the one left
     # always weighs 1) and saves that reorder the modalities
     "fuser": {"input_dims": {"text": 8, "image": 12, "audio": 5}},
-    "user_tower": {"item_dim": 16},
+    "user_tower": {"item_dim": 16, "n_users": 10},
     "metric": {"k": 10},
 }
 CONTRACTS: dict[str, Contract] = {
@@ -181,4 +189,8 @@ CONTRACTS: dict[str, Contract] = {
     "dataset": dataset_contract,
     "split": split_contract,
     "retriever": retriever_contract,
+    "ranker": ranker_contract,
+    "user_tower": user_tower_contract,
+    "metric": metric_contract,
+    "model": model_contract,
 }

@@ -63,7 +63,8 @@ def register_user_towers(register: Register) -> None:
 
     Args:
         register: call ``register(name, factory, params=Params)``; the factory is called as
-            ``factory(item_dim=int, **params)`` and returns a ``UserTower``.
+            ``factory(item_dim=int, n_users=int, **params)`` and returns a ``UserTower`` (``n_users`` sizes an
+            optional user-id embedding).
     """
 
 
@@ -114,4 +115,16 @@ def register_metrics(register: Register) -> None:
     Args:
         register: call ``register(name, factory, params=Params)``; the factory is called as
             ``factory(k=int, **params)`` and returns a ``Metric``.
+    """
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register models (:class:`fusionrec.core.model.Model`): whole recommenders, such as the baselines.
+
+    A pipeline's ``model`` section replaces the two-tower model (``fuser`` + ``user``) with one of these.
+
+    Args:
+        register: call ``register(name, factory, params=Params)``; the factory is called as
+            ``factory(**params)`` and returns a ``Model``.
     """

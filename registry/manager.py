@@ -28,6 +28,12 @@ from fusionrec.registry.tables import KINDS, NAME_RE, ComponentInfo, ComponentTa
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.fusers.concat",
     "fusionrec.plugins.fusers.attention",
+    "fusionrec.plugins.fusers.cross_attention",
+    "fusionrec.plugins.fusers.gated",
+    "fusionrec.plugins.fusers.low_rank",
+    "fusionrec.plugins.fusers.mean",
+    "fusionrec.plugins.rankers.logistic",
+    "fusionrec.plugins.rankers.mlp",
     "fusionrec.plugins.datasets.movielens",
     "fusionrec.plugins.datasets.table",
     "fusionrec.plugins.splits.per_user",
@@ -41,6 +47,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.encoders.bow",
     "fusionrec.plugins.retrievers.exact",
     "fusionrec.plugins.retrievers.faiss_index",
+    "fusionrec.plugins.user_towers.towers",
+    "fusionrec.plugins.metrics.ranking",
+    "fusionrec.plugins.models.baselines",
 )
 """Module names of the built-in plugins, registered under these names."""
 

@@ -30,6 +30,7 @@ TITLES: dict[str, str] = {
     "dataset": "Datasets",
     "split": "Splits",
     "metric": "Metrics",
+    "model": "Models",
 }
 """Section title of each kind in the reference."""
 
@@ -42,6 +43,7 @@ SECTIONS: dict[str, str] = {
     "dataset": "data",
     "split": "data.split",
     "metric": "evaluate.metrics",
+    "model": "model",
 }
 """Where each kind sits in a pipeline file (``fusionrec.core.config`` has the sections; tests keep the two equal)."""
 

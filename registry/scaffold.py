@@ -128,6 +128,15 @@ KIND_TEMPLATES: dict[str, KindTemplate] = {
             ("torch",),
             "evaluate:\n  metrics: [@@component@@@10]",
         ),
+        KindTemplate(
+            "model",
+            "recent_popularity",
+            "RecentPopularity",
+            "RecentPopularityParams",
+            "item popularity in which recent interactions weigh more",
+            ("numpy", "pandas", "torch"),
+            "model: {type: @@component@@, half_life_days: 30}",
+        ),
     )
 }
 """One template per kind; every kind in :data:`fusionrec.registry.tables.KINDS` has one."""

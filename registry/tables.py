@@ -36,12 +36,13 @@ class Kind:
 KINDS: tuple[Kind, ...] = (
     Kind("encoder", "register_encoders", "fusionrec.core.encoder.Encoder"),
     Kind("fuser", "register_fusers", "fusionrec.core.fusion.Fuser", ("input_dims",)),
-    Kind("user_tower", "register_user_towers", "fusionrec.core.user_tower.UserTower", ("item_dim",)),
+    Kind("user_tower", "register_user_towers", "fusionrec.core.user_tower.UserTower", ("item_dim", "n_users")),
     Kind("retriever", "register_retrievers", "fusionrec.core.retrieval.Retriever"),
     Kind("ranker", "register_rankers", "fusionrec.core.ranking.Ranker"),
     Kind("dataset", "register_datasets", "fusionrec.core.data.Dataset"),
     Kind("split", "register_splits", "fusionrec.core.data.Split"),
     Kind("metric", "register_metrics", "fusionrec.core.metric.Metric", ("k",)),
+    Kind("model", "register_models", "fusionrec.core.model.Model"),
 )
 KINDS_BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
 

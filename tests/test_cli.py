@@ -86,20 +86,29 @@ def test_resolved_prints_every_default_and_round_trips(pipeline, tmp_path: Path)
     assert second.stdout == result.stdout
 
 
-def test_run_quickstart_prints_the_plan(tmp_path: Path) -> None:
-    result = run("run", "examples/quickstart.yaml", env={"FUSIONREC_CACHE": str(tmp_path / "cache")})
+def test_run_quickstart_end_to_end(tmp_path: Path) -> None:
+    env = {"FUSIONREC_CACHE": str(tmp_path / "cache")}
+    out = str(tmp_path / "run")
+    result = run("run", "examples/quickstart.yaml", "--out", out, "-q", env=env)
     assert result.returncode == 0, result.stderr
     assert "fuser 'attention'" in result.stdout
     assert "fusionrec.plugins.fusers.attention" in result.stdout
-    assert "nothing was trained; only the feature cache was written" in result.stdout
     assert "dataset 'movielens'" in result.stdout and "interactions: 27,021" in result.stdout
     assert "split (temporal): train 22,063 / valid 2,479 / test 2,479 interactions" in result.stdout
     assert "image: timm (image, dim 1280): 300 items: 300 present" in result.stdout
     assert "text: sentence_transformer (text, dim 384): 300 items: 300 present" in result.stdout
     assert "300 encoded now, 0 from cache" in result.stdout
-    again = run("run", "examples/quickstart.yaml", env={"FUSIONREC_CACHE": str(tmp_path / "cache")})
+    assert "recall@20" in result.stdout and "ndcg@20" in result.stdout and "95% CI" in result.stdout
+    assert "reranking" in result.stdout and "user 1: top 10" in result.stdout
+    assert (tmp_path / "run" / "report.md").exists() and (tmp_path / "run" / "report.png").exists()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    again = run("run", "examples/quickstart.yaml", "--out", out, "-q", env=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("0 encoded now, 300 from cache") == 2
+    # the finished training is not redone
+    assert (
+        json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["train"] == manifest["stages"]["train"]
+    )
 
 
 def test_plugins_lists_builtins_with_origin() -> None:

@@ -108,7 +108,8 @@ def test_unknown_fuser_names_file_path_line_and_suggestion(registry: Registry) -
     error = error_of("fusionrec: 1\n\nfuser:\n  type: atention\n  dim: 64\n", registry)
     assert isinstance(error, UnknownComponentError)
     assert str(error) == (
-        "pipeline.yaml:4: fuser.type: unknown fuser 'atention'. Did you mean 'attention'? Available: attention, concat."
+        "pipeline.yaml:4: fuser.type: unknown fuser 'atention'. Did you mean 'attention'? "
+        "Available: attention, concat, cross_attention, gated, low_rank, mean."
     )
     assert (error.file, error.path, error.line) == ("pipeline.yaml", ("fuser", "type"), 4)
 
@@ -171,7 +172,7 @@ def test_missing_required_parameter_is_described(registry: Registry) -> None:
 def test_missing_type_lists_choices(registry: Registry) -> None:
     error = error_of("fusionrec: 1\nfuser:\n  dim: 3\n", registry)
     assert "pipeline.yaml:2: fuser: missing 'type': say which fuser to use" in str(error)
-    assert "Available: attention, concat." in str(error)
+    assert "Available: attention, concat, cross_attention, gated, low_rank, mean." in str(error)
 
 
 @pytest.mark.parametrize(
@@ -192,7 +193,7 @@ def test_missing_type_lists_choices(registry: Registry) -> None:
         ("fusionrec: 1\nevaluate: {metrics: [tiny.hitz@5]}\n", "Did you mean 'tiny.hits'?"),
         (
             "fusionrec: 1\ntrain: {loss: hinge}\n",
-            "train.loss: Input should be 'sampled_softmax' or 'bpr'; got 'hinge'.",
+            "train.loss: Input should be 'sampled_softmax', 'softmax' or 'bpr'; got 'hinge'.",
         ),
     ],
 )

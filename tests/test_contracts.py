@@ -29,7 +29,20 @@ def test_component_is_documented(kind: str, name: str) -> None:
 
 
 def test_contracts_exist_for_kinds_whose_interface_is_settled() -> None:
-    assert "fuser" in CONTRACTS
+    assert {"fuser", "ranker"} <= set(CONTRACTS)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("cross_attention", {"dim": 8, "heads": 2, "dropout": 0.3}),
+        ("gated", {"dim": 8, "hidden": 4, "dropout": 0.3}),
+        ("low_rank", {"dim": 8, "rank": 1}),
+    ],
+    ids=["cross-attention-dropout", "gated-dropout", "low-rank-rank-1"],
+)
+def test_fuser_variants_meet_the_contract(name: str, params: dict[str, object]) -> None:
+    check_component("fuser", name, params=params)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +54,7 @@ def test_concat_variants_meet_the_contract(params: dict[str, object]) -> None:
     check_component("fuser", "concat", params=params)
 
 
-@pytest.mark.parametrize("name", ["attention", "concat"])
+@pytest.mark.parametrize("name", ["attention", "concat", "cross_attention", "gated", "low_rank", "mean"])
 @pytest.mark.parametrize(
     "input_dims", [{"text": 5}, {"image": 7, "text": 5, "audio": 3}], ids=["one-modality", "three-modalities"]
 )

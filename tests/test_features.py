@@ -426,15 +426,12 @@ def test_features_command_without_encoders_is_a_clear_error(tmp_path: Path, caps
     assert "encoders: the pipeline has no `encoders` section" in err and "Traceback" not in err
 
 
-def test_run_computes_the_features(
+def test_run_computes_the_features_then_asks_for_a_user_tower(
     tmp_path: Path, toy_plugins: PluginInstaller, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pipeline = write_catalogue(tmp_path)
     pipeline.write_text(pipeline.read_text() + "fuser: {type: concat}\n")
-    code, out, err = run_cli(capsys, "run", str(pipeline))
-    assert code == 0, err
+    code, out, err = run_cli(capsys, "run", str(pipeline), "--out", str(tmp_path / "run"), "-q")
     lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
     assert any(line.startswith("features text: encoder 'test.hash_text'") and line.endswith("runs") for line in lines)
-    assert "features (cache" in out and "5 encoded now, 0 from cache" in out
-    assert "Stages not available in fusionrec" in out and "train (validated only)" in out
-    assert "nothing was trained; only the feature cache was written." in out
+    assert code == 2 and "user: the pipeline has no `user` section" in err and "Traceback" not in err

@@ -9,7 +9,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"core": "fusionrec.core", "plugins": "fusionrec.plugins", "registry": "fusionrec.registry"}
-BASE_NAMES = ("errors", "params", "io", "encoder", "fusion", "user_tower", "retrieval", "ranking", "data", "metric")
+BASE_NAMES = (
+    "errors",
+    "params",
+    "io",
+    "encoder",
+    "fusion",
+    "user_tower",
+    "retrieval",
+    "ranking",
+    "data",
+    "metric",
+    "model",
+)
 CORE_BASE = {f"fusionrec.core.{m}" for m in BASE_NAMES} | {"fusionrec.core"}
 ASSEMBLY = {"fusionrec.core.config", "fusionrec.core.pipeline", "fusionrec.core.cli"}
 

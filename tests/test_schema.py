@@ -114,6 +114,7 @@ def test_nested_components_shorthand_nulls_and_metrics(tiny_validator: jsonschem
         "fusionrec: 1\ndata: {type: tiny.data, path: x, split: tiny.split}\n",
         "fusionrec: 1\nfuser:\nuser: null\n",
         "fusionrec: 1\nevaluate: {metrics: [tiny.hits@10, tiny.hits@1]}\n",
+        "fusionrec: 1\nevaluate: {metrics: [recall@10, coverage@20]}\n",  # built-in metrics
     ]
     for text in good:
         assert errors(tiny_validator, text) == [], text
@@ -122,7 +123,7 @@ def test_nested_components_shorthand_nulls_and_metrics(tiny_validator: jsonschem
         "fusionrec: 1\ndata: {type: tiny.data, path: x, split: {type: nope}}\n",
         "fusionrec: 1\ndata: tiny.data\n",  # required path: no shorthand
         "fusionrec: 1\nevaluate: {metrics: [tiny.hits]}\n",
-        "fusionrec: 1\nevaluate: {metrics: [recall@10]}\n",
+        "fusionrec: 1\nevaluate: {metrics: [recal@10]}\n",  # not a registered metric
         "fusionrec: 1\nevaluate: {metrics: [tiny.hits@0]}\n",
     ]
     for text in bad:

@@ -48,7 +48,7 @@ class ConcatFuser(Fuser):
         joined = torch.cat(parts, dim=1)
         if not self.project:
             contributions = torch.stack([part.norm(dim=1) for part in parts], dim=1)
-            return FusionOutput(joined, _shares(contributions, mask))
+            return FusionOutput(joined, shares(contributions, mask))
         assert self._first is not None
         contributions = []
         offset = 0
@@ -58,7 +58,7 @@ class ConcatFuser(Fuser):
             contributions.append((part @ weight.T).norm(dim=1))
             offset += width
         fused = self.mlp(torch.cat([joined, mask.to(joined.dtype)], dim=1))
-        return FusionOutput(fused, _shares(torch.stack(contributions, dim=1), mask))
+        return FusionOutput(fused, shares(torch.stack(contributions, dim=1), mask))
 
 
 class AttentionFuser(Fuser):
@@ -101,7 +101,7 @@ class AttentionFuser(Fuser):
         return FusionOutput(fused, weights)
 
 
-def _shares(contributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def shares(contributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Normalise non-negative contributions to weights over the present modalities."""
     contributions = contributions * mask
     total = contributions.sum(dim=1, keepdim=True)

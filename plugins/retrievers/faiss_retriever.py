@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,28 @@ class FaissRetriever(Retriever):
         if self._gpu_index is None:
             if self._gpu_resources is None:
                 self._gpu_resources = faiss.StandardGpuResources()
-            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
-            self._apply_search_params(self._gpu_index)
+            try:
+                gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+            except RuntimeError as exc:  # e.g. HNSW: FAISS has no GPU implementation of it
+                logging.getLogger(__name__).warning(
+                    "FAISS cannot move the index %r to the GPU (%s); searching it on the CPU",
+                    self.params["index"],
+                    _reason(exc),
+                )
+                self.use_gpu = False
+                return self._index
+            search = self.params["search"]
+            if search:
+                # GPU IVF indexes do not derive from the CPU ones: their parameters go through GpuParameterSpace
+                space = getattr(faiss, "GpuParameterSpace", faiss.ParameterSpace)()
+                try:
+                    space.set_index_parameters(gpu_index, search)
+                except RuntimeError as exc:
+                    raise ConfigError.at(
+                        ("search",),
+                        f"FAISS cannot apply {search!r} to the GPU copy of {self.params['index']!r}: {_reason(exc)}",
+                    ) from exc
+            self._gpu_index = gpu_index
         return self._gpu_index
 
     def _raw_search(

@@ -1,0 +1,237 @@
+"""The ablation table of docs/benchmarks.md: baselines and fusionrec's fused pipelines on one split, one metric code.
+
+Every row is a pipeline derived from one base file (examples/movielens-small.yaml) by changing only the sections
+that define the model, trained with ``fusionrec train``'s engine into its own run directory, and scored by the same
+evaluation code (full ranking, known items masked; validation with the training history, test with training and
+validation). Where a row lists several settings (``--grid``), the one with the best validation Recall@20 is kept
+and its test numbers reported: test never chooses anything.
+
+    python benchmarks/ablation.py                       # every row, into benchmarks/results/ablation/
+    python benchmarks/ablation.py --only sasrec,fused   # some rows
+    python benchmarks/ablation.py --grid                # also try the listed alternatives of each row
+
+Writes ``ablation.json`` (every run, its settings, validation and test metrics with 95% bootstrap intervals) and
+``ablation.md`` (the table) into ``--out``, and the table into docs/benchmarks/ablation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = REPO / "examples" / "movielens-small.yaml"
+
+NO_MODEL = {"fuser": None, "user": None, "retriever": None, "ranker": None}
+
+
+def _two_tower(encoders: list[str] | None, fuser: dict[str, Any] | None, user: dict[str, Any], ids: bool) -> dict:
+    return {"encoders": encoders, "fuser": fuser, "user": user, "train": {"item_ids": ids}}
+
+
+TRANSFORMER = {"type": "transformer", "max_history": 50}
+
+# name → (description, patch, grid of alternative patches tried with --grid)
+ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
+    "popularity": ("most interacted items", {**NO_MODEL, "encoders": [], "model": {"type": "popularity"}}, []),
+    "itemknn": (
+        "item-item cosine kNN",
+        {**NO_MODEL, "encoders": [], "model": {"type": "itemknn"}},
+        [{"model": {"type": "itemknn", "neighbours": 50}}, {"model": {"type": "itemknn", "neighbours": 200}}],
+    ),
+    "bpr_mf": (
+        "matrix factorisation, BPR loss",
+        {**NO_MODEL, "encoders": [], "model": {"type": "bpr_mf"}},
+        [{"model": {"type": "bpr_mf", "dim": 128}}],
+    ),
+    "lightgcn": (
+        "LightGCN, 3 layers, BPR",
+        {**NO_MODEL, "encoders": [], "model": {"type": "lightgcn"}},
+        [{"model": {"type": "lightgcn", "layers": 2}}],
+    ),
+    "vbpr": ("VBPR with the poster features", {**NO_MODEL, "encoders": ["image"], "model": {"type": "vbpr"}}, []),
+    "sasrec": (
+        "ids only, causal transformer (SASRec-style), fusionrec engine",
+        {**_two_tower([], None, TRANSFORMER, True), "retriever": None},
+        [{"train": {"lr": 3.0e-3}}],
+    ),
+    "text-only": (
+        "MiniLM text only, transformer tower, no ids",
+        _two_tower(["text"], {"type": "mean", "dim": 64}, TRANSFORMER, False),
+        [],
+    ),
+    "image-only": (
+        "EfficientNet poster only, transformer tower, no ids",
+        _two_tower(["image"], {"type": "mean", "dim": 64}, TRANSFORMER, False),
+        [],
+    ),
+    "fused": (
+        "image + text, attention fuser, transformer tower, no ids",
+        _two_tower(None, None, TRANSFORMER, False),
+        [],
+    ),
+    "fused+ids": (
+        "image + text + item ids, attention fuser, transformer tower",
+        _two_tower(None, None, TRANSFORMER, True),
+        [{"train": {"lr": 3.0e-3}}, {"train": {"temperature": 0.05}}],
+    ),
+    "fused+ids/mean": ("… with the mean user tower", _two_tower(None, None, {"type": "mean"}, True), []),
+    "fused+ids/attention_pool": (
+        "… with the attention_pool user tower",
+        _two_tower(None, None, {"type": "attention_pool"}, True),
+        [],
+    ),
+    "fused+ids/gru": ("… with the gru user tower", _two_tower(None, None, {"type": "gru"}, True), []),
+    "fused+ids+ranker": (
+        "fused+ids, then the mlp ranker over 200 candidates",
+        {**_two_tower(None, None, TRANSFORMER, True), "ranker": {"type": "mlp"}},
+        [],
+    ),
+}
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``patch`` applied: ``None`` removes a section, dicts merge one level deep, ``encoders`` given as
+    a list keeps those modalities of the base."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif key == "encoders" and isinstance(value, list):
+            kept = {m: spec for m, spec in base.get("encoders", {}).items() if m in value}
+            if kept:
+                out["encoders"] = kept
+            else:
+                out.pop("encoders", None)
+                out.pop("features", None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and "type" not in value:
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def pipeline_text(base: dict[str, Any], patch: dict[str, Any], data_path: Path) -> str:
+    spec = merge(base, patch)
+    spec["data"] = {**spec["data"], "path": str(data_path)}
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[str, Any]:
+    from fusionrec.core.train_run import train_pipeline
+
+    folder = out / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = name.replace("/", "_").replace("+", "_")
+    pipeline = folder / f"{slug}-{index}.yaml"
+    pipeline.write_text(text)
+    started = time.perf_counter()
+    outcome = train_pipeline(pipeline, out / "runs" / f"{slug}-{index}", registry, resume=True, progress=False)
+    metrics = outcome.metrics
+    result = {
+        "pipeline": str(pipeline.relative_to(out)),
+        "settings": yaml.safe_load(text),
+        "seconds": round(time.perf_counter() - started, 1),
+        "epochs": outcome.summary.get("epoch"),
+        "valid": metrics["valid"]["metrics"],
+        "valid_ci": metrics["valid"]["ci"],
+        "test": metrics["test"]["metrics"],
+        "test_ci": metrics["test"]["ci"],
+    }
+    if "rerank" in metrics:
+        rerank = metrics["rerank"]
+        result["rerank"] = {
+            "verdict": rerank["verdict"],
+            "valid_before": rerank["valid_before"]["metrics"],
+            "valid_after": rerank["valid_after"]["metrics"],
+        }
+        result["test"], result["test_ci"] = rerank["test"]["metrics"], rerank["test"]["ci"]
+        result["valid_note"] = "validation: tower ranking (the reranked one is in rerank.valid_after)"
+    return result
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | what | valid Recall@20 | valid NDCG@20 | test Recall@20 [95% CI] | test NDCG@20 [95% CI] | "
+        "epochs | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        best = row["best"]
+        t, ci = best["test"], best["test_ci"]
+        lines.append(
+            f"| {row['name']} | {row['what']} | {best['valid']['recall@20']:.4f} | {best['valid']['ndcg@20']:.4f} | "
+            f"{t['recall@20']:.4f} [{ci['recall@20'][0]:.4f}, {ci['recall@20'][1]:.4f}] | "
+            f"{t['ndcg@20']:.4f} [{ci['ndcg@20'][0]:.4f}, {ci['ndcg@20'][1]:.4f}] | {best['epochs'] or '-'} | "
+            f"{best['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, default=BASE)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ablation")
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "ablation.md")
+    parser.add_argument("--only", help="Comma-separated row names (default: all).")
+    parser.add_argument("--grid", action="store_true", help="Also try each row's alternatives; keep the best valid.")
+    args = parser.parse_args(argv)
+
+    from fusionrec.registry import get_registry
+
+    base = yaml.safe_load(args.base.read_text())
+    data_path = (args.base.parent / base["data"]["path"]).resolve()
+    names = list(ROWS) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; rows: {', '.join(ROWS)}")
+    registry = get_registry()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "ablation.json"
+    previous = json.loads(results_file.read_text()) if results_file.exists() else {"rows": []}
+    done = {row["name"]: row for row in previous.get("rows", [])}
+    for name in names:
+        what, patch, grid = ROWS[name]
+        tries = [patch] + ([merge(patch, alt) for alt in grid] if args.grid else [])
+        runs = []
+        for i, candidate in enumerate(tries):
+            print(f"[{time.strftime('%H:%M:%S')}] {name} #{i}", flush=True)
+            runs.append(run_one(name, i, pipeline_text(base, candidate, data_path), args.out, registry))
+            print(
+                f"    valid recall@20 {runs[-1]['valid']['recall@20']:.4f}  test recall@20 "
+                f"{runs[-1]['test']['recall@20']:.4f}  ({runs[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
+        best = max(runs, key=lambda r: r["valid"]["recall@20"])
+        done[name] = {"name": name, "what": what, "best": best, "runs": runs}
+        ordered = [done[n] for n in ROWS if n in done]
+        payload = {
+            "protocol": "movielens-small, temporal split (per user 80/10/10 by time), full ranking over all items, "
+            "train items masked for validation, train+valid for test; every rating a positive; selection on "
+            "validation Recall@20",
+            "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, python "
+            f"{sys.version.split()[0]}",
+            "date": time.strftime("%Y-%m-%d"),
+            "rows": ordered,
+        }
+        results_file.write_text(json.dumps(payload, indent=2) + "\n")
+        (args.out / "ablation.md").write_text(table(ordered))
+        args.doc.parent.mkdir(parents=True, exist_ok=True)
+        args.doc.write_text(
+            "# Ablation on movielens-small (generated by benchmarks/ablation.py)\n\n"
+            f"Protocol: {payload['protocol']}. Date {payload['date']}; machine: {payload['machine']}.\n\n"
+            + table(ordered)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

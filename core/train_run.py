@@ -1,0 +1,386 @@
+"""``fusionrec train``: data → features → model → validation-selected weights → metrics, in a run directory.
+
+The two-tower model (``fuser`` + ``user``) is trained by :mod:`fusionrec.core.training`; a pipeline with a ``model``
+section trains that model instead (the baselines). Either way the result is scored by the same code
+(:mod:`fusionrec.core.evaluation`) on the same split: validation with the training history and training items
+masked, test with the training and validation history and items masked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fusionrec.core import data_commands
+from fusionrec.core.config import EvaluateConfig, PipelineSpec, dumps_pipeline
+from fusionrec.core.data import SplitData
+from fusionrec.core.errors import ConfigError, FusionrecError
+from fusionrec.core.evaluation import Part
+from fusionrec.core.model import FitContext, Model
+from fusionrec.core.persist import save_module
+from fusionrec.core.rundir import RunDir
+from fusionrec.core.training import Trainer, device_of
+from fusionrec.core.two_tower import Features, Histories, ItemTower, TwoTower, TwoTowerScorer, describe
+from fusionrec.registry import Registry
+
+DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+SELECTION = ("recall@20", "ndcg@20")
+ITEM_VECTORS = "item_vectors.npy"
+ITEM_WEIGHTS = "item_weights.npy"
+USER_TOWER = "user_tower"
+MODEL = "model"
+METRICS = "metrics.json"
+INDEX = "index"
+PARTS: tuple[Part, Part] = ("valid", "test")
+RANKER = "ranker"
+
+
+@dataclass
+class Prepared:
+    """A pipeline's data, split and frozen features, ready to train on."""
+
+    loaded: data_commands.Loaded
+    split: SplitData
+    features: Features
+    feature_seconds: float
+    features_run: Any = None
+
+    @property
+    def n_users(self) -> int:
+        return self.loaded.data.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.loaded.data.n_items
+
+
+def prepare(pipeline: Path, registry: Registry, *, progress: bool, console: Console | None) -> Prepared:
+    """Load and split the data and compute (or read from the cache) the encoders' features."""
+    from fusionrec.core import features as fe
+
+    loaded = data_commands.load(pipeline, registry)
+    split = data_commands.run_split(loaded)
+    features: dict[str, Any] = {}
+    seconds = 0.0
+    computed = None
+    if loaded.spec.encoders:
+        # trainable encoders (cnn, rnn) are encoded once with their fitted, untrained weights and then held fixed:
+        # end-to-end training of encoders is not part of this engine yet
+        computed = fe.pipeline_features(loaded, registry, progress=progress, console=console, trainable="encode")
+        seconds = computed.seconds
+        features = {key: (m.vectors, m.present) for key, m in computed.matrices.items()}
+    return Prepared(loaded, split, features, seconds, computed)
+
+
+def metric_names(spec: PipelineSpec) -> list[str]:
+    names = list(spec.evaluate.metrics) if spec.evaluate is not None else list(DEFAULT_METRICS)
+    return names + [m for m in SELECTION if m not in names]
+
+
+def build_two_tower(spec: PipelineSpec, prepared: Prepared, registry: Registry) -> TwoTower:
+    """The two-tower model of ``spec``'s ``fuser``, ``user`` and ``train`` sections."""
+    file = spec.file
+    if spec.user is None:
+        raise ConfigError.at(
+            ("user",),
+            "the pipeline has no `user` section: the two-tower model needs a user tower, e.g. "
+            "`user: {type: transformer}` (or a `model:` section for a baseline; `fusionrec plugins` lists both).",
+            file=file,
+        )
+    features = prepared.features
+    if features and spec.fuser is None:
+        raise ConfigError.at(
+            ("fuser",),
+            f"the pipeline has encoders ({', '.join(features)}) but no `fuser` section to combine their vectors; add "
+            "one, e.g. `fuser: {type: attention, dim: 64}` (`fuser: {type: mean, dim: 64}` for one modality).",
+            file=file,
+        )
+    if spec.fuser is not None and not features:
+        raise ConfigError.at(
+            ("fuser",),
+            "the pipeline has a fuser but no encoders, so there is nothing to fuse; add an `encoders` section, or "
+            "remove `fuser` to train on item ids only.",
+            file=file,
+        )
+    torch.manual_seed(spec.train.seed)
+    fuser = None
+    if spec.fuser is not None:
+        fuser = registry.build(spec.fuser, input_dims={key: int(v.shape[1]) for key, (v, _) in features.items()})
+    item = ItemTower(features, fuser, prepared.n_items, spec.train.dim, spec.train.item_ids)
+    tower = registry.build(spec.user, item_dim=item.dim, n_users=prepared.n_users)
+    if getattr(tower, "out_dim", item.dim) != item.dim:
+        raise FusionrecError(
+            f"user tower '{spec.user.type}' gives vectors of size {tower.out_dim}, but the item vectors have size "
+            f"{item.dim}; a user tower's out_dim must equal its item_dim"
+        )
+    return TwoTower(item, tower, spec.train.normalize)
+
+
+@dataclass
+class TrainOutcome:
+    """What ``fusionrec train`` did."""
+
+    run: RunDir
+    summary: dict[str, Any]
+    metrics: dict[str, Any]
+    resumed: bool
+
+
+def train_pipeline(
+    pipeline: Path,
+    out: Path,
+    registry: Registry,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+    stop_after: int | None = None,
+    on_prepared: Callable[[Prepared], None] | None = None,
+) -> TrainOutcome:
+    """Train ``pipeline`` into the run directory ``out`` (continuing the run there with ``resume``).
+
+    Args:
+        stop_after: stop after this many epochs in this call (tests simulate an interrupted run with it).
+        on_prepared: called once the data is loaded and split and the features computed (``fusionrec run``
+            prints them).
+    """
+    from fusionrec.core.evaluation import evaluate, known_interactions
+
+    prepared = prepare(pipeline, registry, progress=progress, console=console)
+    if on_prepared is not None:
+        on_prepared(prepared)
+    spec = prepared.loaded.spec
+    run = RunDir.create(out, dumps_pipeline(spec), pipeline=pipeline, seed=spec.train.seed, resume=resume)
+    resumed = resume and bool(run.manifest["stages"])
+    if run.done("train"):
+        return TrainOutcome(run, run.stage("train").get("summary", {}), run.read_json(METRICS), resumed)
+    names = metric_names(spec)
+    protocol = {
+        "dataset": spec.data.type if spec.data is not None else None,
+        "split": data_commands.split_name(prepared.loaded),
+    }
+    split = prepared.split
+    started = time.perf_counter()
+    run.mark("train", "running", features_seconds=round(prepared.feature_seconds, 3))
+    train_history = Histories.from_frame(split.train, prepared.n_users)
+
+    def validate_scores(score: Callable[[Any], torch.Tensor]) -> dict[str, float]:
+        return evaluate(score, split, "valid", list(SELECTION), prepared.n_items, registry=registry).metrics
+
+    if spec.model is not None:
+        model = registry.build(spec.model)
+        if not isinstance(model, Model):
+            raise FusionrecError(f"model '{spec.model.type}' built a {type(model).__name__}, not a fusionrec Model")
+        records: list[dict[str, Any]] = []
+        context = FitContext(
+            train=split.train,
+            n_users=prepared.n_users,
+            n_items=prepared.n_items,
+            features=prepared.features,
+            validate=validate_scores,
+            seed=spec.train.seed,
+            device=str(device_of(spec.train)),
+            progress=progress,
+            log=records.append,
+        )
+        summary = dict(model.fit(context))
+        model.save(run.path / MODEL)
+        run.record(MODEL)
+        run.write_text("epochs.jsonl", "".join(_json_line(r) for r in records))
+
+        def score_with(history: Any) -> Callable[[Any], torch.Tensor]:
+            return lambda users: model.score(users, history)
+
+        scorers = {part: score_with(known_interactions(split, part)) for part in ("valid", "test")}
+    else:
+        net = build_two_tower(spec, prepared, registry)
+
+        def validate(m: TwoTower) -> dict[str, float]:
+            with torch.no_grad():
+                vectors = m.item_vectors()[0]
+            scorer = TwoTowerScorer(m.user, vectors, m.normalize, prepared.n_users)
+            return validate_scores(lambda users: scorer.score(users, train_history).cpu())
+
+        trainer = Trainer(net, train_history, spec.train, run, validate)
+        trainer.resume()
+        until = trainer.state.epoch + stop_after if stop_after is not None else None
+        with _epoch_bars(progress, console) as bars:
+            state = trainer.fit(bars, until=until)
+        if not state.stopped:
+            run.mark("train", "interrupted", epoch=state.epoch)
+            return TrainOutcome(run, state.to_dict(), {}, resumed)
+        net = trainer.model.cpu().eval()
+        with torch.no_grad():
+            vectors, weights = net.item_vectors()
+        run.write(ITEM_VECTORS, lambda handle: np.save(handle, vectors.numpy().astype(np.float32)))
+        run.write(ITEM_WEIGHTS, lambda handle: np.save(handle, weights.numpy().astype(np.float32)))
+        save_module(net.user, run.path / USER_TOWER)
+        run.record(USER_TOWER)
+        summary = {**state.to_dict(), **describe(net), "modalities": list(net.item.modalities)}
+        summary.pop("log", None)
+        scorer = TwoTowerScorer(net.user, vectors, net.normalize, prepared.n_users)
+        scorers = {
+            part: (lambda h: lambda users: scorer.score(users, h))(
+                Histories.from_frame(known_interactions(split, part), prepared.n_users)
+            )
+            for part in ("valid", "test")
+        }
+    evaluate_config = spec.evaluate if spec.evaluate is not None else EvaluateConfig()
+    results: dict[str, Any] = {
+        part: evaluate(
+            scorers[part],
+            split,
+            part,
+            names,
+            prepared.n_items,
+            registry=registry,
+            bootstrap=evaluate_config.bootstrap,
+            seed=spec.train.seed,
+            protocol=protocol,
+        ).to_dict()
+        for part in PARTS
+    }
+    if spec.model is None:
+        if spec.retriever is not None:
+            summary["index"] = build_index(spec, run, registry, vectors)
+        if spec.ranker is not None:
+            results["rerank"] = rerank_stage(
+                spec, run, registry, prepared, scorer, weights, names, protocol, evaluate_config
+            )
+    for part in results.values():
+        part.pop("per_user", None)
+    run.write_json(METRICS, results)
+    run.mark("train", "done", seconds=round(time.perf_counter() - started, 3), summary=summary)
+    return TrainOutcome(run, summary, results, resumed)
+
+
+def build_index(spec: PipelineSpec, run: RunDir, registry: Registry, vectors: torch.Tensor) -> dict[str, Any]:
+    """The index stage: the retriever over the final item vectors (ids = internal item ids), saved in the run."""
+    assert spec.retriever is not None
+    started = time.perf_counter()
+    retriever = registry.build(spec.retriever)
+    retriever.build(vectors.numpy().astype(np.float32), np.arange(vectors.shape[0], dtype=np.int64))
+    retriever.save(run.path / INDEX)
+    run.record(INDEX)
+    return {"type": spec.retriever.type, "items": len(retriever), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def rerank_stage(
+    spec: PipelineSpec,
+    run: RunDir,
+    registry: Registry,
+    prepared: Prepared,
+    scorer: TwoTowerScorer,
+    weights: torch.Tensor,
+    names: list[str],
+    protocol: dict[str, Any],
+    config: EvaluateConfig,
+) -> dict[str, Any]:
+    """Fit the ranker on half the validation users; compare validation metrics before and after on the other
+    half; score test with the reranker. See :mod:`fusionrec.core.rerank`."""
+    from fusionrec.core.evaluation import evaluate, known_interactions
+    from fusionrec.core.rerank import TwoStage, fit_ranker, halves
+
+    assert spec.ranker is not None
+    split, seed = prepared.split, spec.train.seed
+    ranker = registry.build(spec.ranker)
+    fit_users, report_users = halves(split.valid["user"].unique().astype(np.int64), seed)
+    stage = TwoStage(scorer, weights, ranker, config.candidates)
+    fitted = fit_ranker(ranker, stage, split, prepared.n_users, fit_users)
+    ranker.save(run.path / RANKER)
+    run.record(RANKER)
+    plain = TwoStage(scorer, weights, None, config.candidates)
+    out: dict[str, Any] = {
+        "fit": fitted,
+        "protocol": "ranker fitted on half of the validation users, "
+        "validation before/after measured on the other half; test scored with that ranker",
+    }
+
+    def measure(two: TwoStage, part: Part, users: Any) -> dict[str, Any]:
+        known = known_interactions(split, part)
+        histories = Histories.from_frame(known, prepared.n_users)
+        return evaluate(
+            two.score_fn(histories, known),
+            split,
+            part,
+            names,
+            prepared.n_items,  # type: ignore[arg-type]
+            registry=registry,
+            bootstrap=config.bootstrap,
+            seed=seed,
+            users=users,
+            protocol={**protocol, "candidates_reranked": config.candidates},
+        ).to_dict()
+
+    before = measure(plain, "valid", report_users)
+    after = measure(stage, "valid", report_users)
+    for block in (before, after):
+        block.pop("per_user", None)
+    gain = after["metrics"]["ndcg@20"] - before["metrics"]["ndcg@20"]
+    out["valid_before"], out["valid_after"] = before, after
+    out["verdict"] = (
+        f"reranking {'helped' if gain > 0 else 'did not help'}: validation NDCG@20 {before['metrics']['ndcg@20']:.4f} "
+        f"→ {after['metrics']['ndcg@20']:.4f} on {len(report_users)} held-out validation users"
+    )
+    test = measure(stage, "test", None)
+    test.pop("per_user", None)
+    out["test"] = test
+    return out
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(record, default=float) + "\n"
+
+
+@contextmanager
+def _epoch_bars(enabled: bool, console: Console | None) -> Iterator[Any]:
+    """A per-epoch progress bar factory (loss so far), or ``None`` when quiet."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps · loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+
+        def epoch_bar(epoch: int) -> Callable[[int, int, float], None]:
+            task = bars.add_task(f"epoch {epoch}", total=None, loss=float("nan"))
+
+            def advance(step: int, steps: int, loss: float) -> None:
+                bars.update(task, completed=step, total=steps, loss=loss)
+
+            return advance
+
+        yield epoch_bar
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(metric, valid, test)`` rows with 95% intervals, for printing."""
+    rows = []
+    valid, test = metrics.get("valid", {}), metrics.get("test", {})
+    for name in valid.get("metrics", {}):
+        cells = []
+        for part in (valid, test):
+            value = part.get("metrics", {}).get(name)
+            ci = part.get("ci", {}).get(name)
+            text = "-" if value is None else f"{value:.4f}"
+            if ci:
+                text += f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+            cells.append(text)
+        rows.append((name, cells[0], cells[1]))
+    return rows

@@ -1,0 +1,1 @@
+"""Built-in metrics: Recall, NDCG, HitRate, MRR, Precision, MAP@K and item coverage."""

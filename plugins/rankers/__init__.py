@@ -1,0 +1,1 @@
+"""Built-in rankers: classifiers that rerank retrieved candidates."""

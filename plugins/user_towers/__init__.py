@@ -1,0 +1,1 @@
+"""Built-in user towers: history item vectors → user vector."""

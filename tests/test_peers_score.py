@@ -1,0 +1,130 @@
+"""benchmarks/peers/score.py and peer_io.py: peers' lists scored by fusionrec's metric code (no peer venv needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusionrec.core.data import SplitData
+
+PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_peers_{name}", PEERS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+score = _module("score")
+peer_io = _module("peer_io")
+
+USER_IDS = np.array([10, 20, 30])
+ITEM_IDS = np.array([100, 101, 102, 103, 104, 105])
+
+
+def _frame(pairs: list[tuple[int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user": [u for u, _ in pairs],
+            "item": [i for _, i in pairs],
+            "timestamp": np.arange(len(pairs), dtype=np.int64),
+            "rating": 4.0,
+        }
+    )
+
+
+# internal ids: user 0 trained on items 0,1 and has 3 in valid; user 1 trained on 0 and has 2 in valid;
+# user 2 trained on 1 and has 4 in valid (and no list)
+SPLIT = SplitData(
+    train=_frame([(0, 0), (0, 1), (1, 0), (2, 1)]),
+    valid=_frame([(0, 3), (1, 2), (2, 4)]),
+    test=_frame([(0, 5)]),
+)
+
+
+def _recs(tmp_path: Path, rows: list[tuple[int, int, int]]) -> Path:
+    path = tmp_path / "recs.csv"
+    pd.DataFrame(rows, columns=["userId", "itemId", "rank"]).to_csv(path, index=False)
+    return path
+
+
+def test_lists_are_scored_by_rank_with_fusionrec_metrics(tmp_path: Path) -> None:
+    # user 10: relevant 103 at rank 2 (after the known item 101, which the engine masks); user 20: a miss
+    path = _recs(tmp_path, [(10, 101, 1), (10, 103, 2), (10, 104, 3), (20, 104, 1), (20, 105, 2)])
+    recs = score.read_recs(path, USER_IDS, ITEM_IDS)
+    assert recs.k == 3 and recs.rows == 5 and set(recs.lists) == {0, 1}
+    out = score.score_recs(recs, SPLIT, "valid", len(ITEM_IDS), bootstrap=50, seed=0, protocol={"dataset": "toy"})
+    assert out["protocol"]["n_users"] == 3 and out["protocol"]["masked"] == "train"
+    # user 0 hits at rank 1 once 101 is masked; user 1 misses; user 2 has no list
+    assert out["metrics"]["recall@20"] == pytest.approx(1 / 3)
+    assert out["metrics"]["ndcg@20"] == pytest.approx(1 / 3)
+    assert out["lists"]["listed_known"] == 1
+    assert out["lists"]["evaluated_users_without_list"] == 1
+    low, high = out["ci"]["recall@20"]
+    assert 0.0 <= low <= 1 / 3 <= high <= 1.0
+
+
+def test_rank_order_decides_ndcg(tmp_path: Path) -> None:
+    path = _recs(tmp_path, [(10, 104, 1), (10, 103, 2), (20, 102, 1), (30, 104, 1)])
+    out = score.score_recs(score.read_recs(path, USER_IDS, ITEM_IDS), SPLIT, "valid", len(ITEM_IDS), bootstrap=0)
+    assert out["metrics"]["recall@20"] == pytest.approx(1.0)
+    assert out["metrics"]["ndcg@20"] == pytest.approx((1 / math.log2(3) + 1 + 1) / 3)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([(10, 999, 1)], "itemId '999' is not in the data"),
+        ([(99, 100, 1)], "userId '99' is not in the data"),
+        ([(10, 103, 1), (10, 103, 2)], "lists an item twice"),
+        ([(10, 103, 0)], "ranks must be integers"),
+    ],
+)
+def test_bad_recs_are_refused(tmp_path: Path, rows: list[tuple[int, int, int]], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        score.read_recs(_recs(tmp_path, rows), USER_IDS, ITEM_IDS)
+
+
+class _Data:
+    def with_original_ids(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "userId": USER_IDS[rows["user"].to_numpy()],
+                "itemId": ITEM_IDS[rows["item"].to_numpy()],
+                "timestamp": rows["timestamp"].to_numpy(),
+                "rating": rows["rating"].to_numpy(),
+            }
+        )
+
+
+def test_exported_split_must_match_the_pipeline_split(tmp_path: Path) -> None:
+    expected = score.expected_parts(_Data(), SPLIT)
+    for name, frame in expected.items():
+        frame.sample(frac=1.0, random_state=0).to_csv(tmp_path / f"{name}.csv", index=False)  # order is free
+    assert score.compare_parts(tmp_path, expected) == {"train": 4, "valid": 3, "test": 1}
+    valid = pd.read_csv(tmp_path / "valid.csv")
+    valid.loc[0, "itemId"] = 105
+    valid.to_csv(tmp_path / "valid.csv", index=False)
+    with pytest.raises(SystemExit, match="does not match the pipeline's split"):
+        score.compare_parts(tmp_path, expected)
+    expected["valid"].to_csv(tmp_path / "valid.csv", index=False)
+    (tmp_path / "test.csv").unlink()
+    with pytest.raises(SystemExit, match="missing"):
+        score.compare_parts(tmp_path, expected)
+
+
+def test_peer_top_k_masks_known_and_pads() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, -np.inf], [3.0, 2.0, 1.0, 0.0]])
+    best = peer_io.top_k(scores, [np.array([1]), np.array([], dtype=np.int64)], 4)
+    assert best.tolist() == [[2, 0, -1, -1], [0, 1, 2, 3]]
