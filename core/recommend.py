@@ -9,6 +9,7 @@ Runs of a ``model`` section (baselines) rank the whole catalogue with the model'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,12 +135,21 @@ class Recommender:
         seen = [self.histories.items[self.histories.offsets[u] : self.histories.offsets[u + 1]].numpy() for u in users]
         if self.retriever is not None:
             found = self.retriever.search(vectors.numpy().astype(np.float32), n, exclude=seen)
-            ids, scores = torch.from_numpy(found.ids), torch.from_numpy(found.scores)
+            ids, scores = torch.from_numpy(found.ids.copy()), torch.from_numpy(found.scores.copy())
+            # an approximate index can return fewer than k unseen items (an IVF index probing few lists): those
+            # users get the exact search instead, so a pipeline never returns short lists because of its index
+            short = [row for row in range(len(users)) if int((ids[row] >= 0).sum()) < min(k, n)]
+            if short:
+                logging.getLogger(__name__).warning(
+                    "the index returned fewer than %d unseen items for %d of %d users; searched them exactly",
+                    k,
+                    len(short),
+                    len(users),
+                )
+                exact_scores, exact_ids = self._exact(vectors[short], [seen[row] for row in short], n)
+                ids[short], scores[short] = exact_ids, exact_scores
         else:
-            all_scores = vectors @ self.scorer.item_vectors.T
-            for row, seen_items in enumerate(seen):
-                all_scores[row, torch.from_numpy(seen_items)] = float("-inf")
-            scores, ids = all_scores.topk(n, dim=1)
+            scores, ids = self._exact(vectors, seen, n)
         out = []
         for row in range(len(users)):
             keep = (ids[row] >= 0) & torch.isfinite(scores[row])
@@ -192,6 +202,17 @@ class Recommender:
         ]
 
     # helpers --------------------------------------------------------------------------------------------------
+
+    def _exact(
+        self, vectors: torch.Tensor, seen: Sequence[npt.NDArray[np.int64]], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact top-``n`` scores and ids over the item vectors, each row's seen items excluded."""
+        assert self.scorer is not None
+        all_scores = vectors @ self.scorer.item_vectors.T
+        for row, seen_items in enumerate(seen):
+            all_scores[row, torch.from_numpy(seen_items)] = float("-inf")
+        scores, ids = all_scores.topk(n, dim=1)
+        return scores, ids
 
     def _from_model(self, users: npt.NDArray[np.int64], k: int) -> list[list[Recommendation]]:
         assert self.model is not None

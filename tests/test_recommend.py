@@ -95,3 +95,18 @@ def test_evaluate_and_corruption(run_dir: Path, tmp_path: Path, capsys: pytest.C
     assert "checksum mismatch" in capsys.readouterr().err
     assert main(["evaluate", str(copy)]) == 2
     assert "item_vectors.npy: checksum mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("index", ["Flat", "HNSW32", "IVF256,Flat"])
+def test_the_same_pipeline_runs_with_each_index(tmp_path: Path, index: str) -> None:
+    from train_fixtures import write_catalogue
+
+    write_catalogue(tmp_path / "data", users=60, items_per_genre=75)  # 300 items: enough to train IVF256
+    pipeline = write_pipeline(
+        tmp_path,
+        train="{epochs: 1, batch_size: 128, seed: 0}",
+        extra=f"retriever: {{type: faiss, index: '{index}', metric: ip}}\n",
+    )
+    assert main(["train", str(pipeline), "--out", str(tmp_path / "run"), "-q"]) == 0
+    [rows] = open_run(tmp_path / "run", get_registry()).recommend(["u0"], k=10)
+    assert len(rows) == 10 and len({r.item for r in rows}) == 10

@@ -64,7 +64,7 @@ fuser: {{type: concat, dim: 16}}
 """
     if user:
         text += f"user: {user}\n"
-    text += f"train: {train}\n{extra}"
+    text += f"train: {train}\nevaluate: {{bootstrap: 200}}\n{extra}"
     path = folder / name
     path.write_text(text)
     return path
