@@ -1,0 +1,215 @@
+"""Score a peer's top-K lists with fusionrec's own metric code, against the pipeline's own split.
+
+Runs in fusionrec's venv:
+
+    .venv/bin/python benchmarks/peers/score.py examples/movielens-small.yaml --split SPLIT_DIR \\
+        --recs recs.csv --part test [--json result.json]
+
+The split is loaded through the pipeline (the same loader and split fusionrec's runs use), and the exported
+folder the peer trained on (``fusionrec data split --out SPLIT_DIR``) is first checked row by row against it: a
+list scored against another split would be meaningless. The recs CSV (``userId,itemId,rank``, original ids) is
+turned into a score function for :func:`fusionrec.core.evaluation.evaluate`: a listed item scores ``K + 1 − rank``,
+every other item −∞ (never recommended). So the masking, the relevant items, the evaluated users and the metrics
+are exactly fusionrec's (docs/evaluation.md): an evaluated user without a list scores 0, and a listed item the
+user already knew is masked by the engine (and counted here as ``listed_known``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+
+METRICS = ("recall@20", "ndcg@20")
+PARTS = ("train", "valid", "test")
+
+
+@dataclass
+class Recs:
+    """A recs CSV in internal ids: each listed user's items, best first."""
+
+    lists: dict[int, npt.NDArray[np.int64]]
+    k: int
+    rows: int
+
+
+def expected_parts(data: Any, split: Any) -> dict[str, pd.DataFrame]:
+    """The pipeline's split in original ids, as ``fusionrec data split`` writes it (ids and timestamps as str)."""
+    out = {}
+    for name, rows in split.parts().items():
+        buffer = io.StringIO()
+        data.with_original_ids(rows).to_csv(buffer, index=False, lineterminator="\n")
+        buffer.seek(0)
+        out[name] = pd.read_csv(buffer, dtype=str, keep_default_na=False)
+    return out
+
+
+def compare_parts(split_dir: Path, expected: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Check that ``split_dir``'s train/valid/test CSVs hold exactly ``expected``'s rows (order aside).
+
+    Returns:
+        the number of rows of each part.
+
+    Raises:
+        SystemExit: a file is missing or a part differs (with the first differing rows).
+    """
+    counts = {}
+    for name in PARTS:
+        file = split_dir / f"{name}.csv"
+        if not file.is_file():
+            raise SystemExit(f"{file}: missing; export the split with `fusionrec data split PIPELINE --out DIR`")
+        found = pd.read_csv(file, dtype=str, keep_default_na=False)
+        want = expected[name]
+        cols = ["userId", "itemId", "timestamp"]
+        if list(found.columns[:3]) != cols:
+            raise SystemExit(f"{file}: columns {list(found.columns)}; expected {[*cols, 'rating']}")
+        a = found[cols].sort_values(cols).reset_index(drop=True)
+        b = want[cols].sort_values(cols).reset_index(drop=True)
+        if len(a) != len(b) or not (a.to_numpy() == b.to_numpy()).all():
+            merged = a.merge(b, how="outer", indicator=True)
+            diff = merged[merged["_merge"] != "both"].head(3).to_dict("records")
+            raise SystemExit(
+                f"{file}: {len(a):,} rows, the pipeline's {name} part has {len(b):,}; the exported split does not "
+                f"match the pipeline's split (e.g. {diff}). Export it again from the same pipeline."
+            )
+        counts[name] = len(a)
+    return counts
+
+
+def read_recs(path: Path, user_ids: npt.NDArray[Any], item_ids: npt.NDArray[Any]) -> Recs:
+    """Read ``userId,itemId,rank`` into internal ids.
+
+    Raises:
+        SystemExit: missing columns, an id not in the data, a rank < 1, or an item listed twice for a user.
+    """
+    frame = pd.read_csv(path, dtype={"userId": str, "itemId": str})
+    missing = {"userId", "itemId", "rank"} - set(frame.columns)
+    if missing:
+        raise SystemExit(f"{path}: missing column(s) {sorted(missing)}; expected userId,itemId,rank")
+    users = {str(u): i for i, u in enumerate(user_ids)}
+    items = {str(t): i for i, t in enumerate(item_ids)}
+    u = frame["userId"].map(users)
+    it = frame["itemId"].map(items)
+    for column, mapped in (("userId", u), ("itemId", it)):
+        if mapped.isna().any():
+            row = int(np.flatnonzero(mapped.isna().to_numpy())[0])
+            raise SystemExit(f"{path}: row {row + 2}: {column} {frame[column].iloc[row]!r} is not in the data")
+    ranks = pd.to_numeric(frame["rank"], errors="coerce")
+    if ranks.isna().any() or (ranks < 1).any():
+        raise SystemExit(f"{path}: ranks must be integers ≥ 1")
+    table = pd.DataFrame({"user": u.astype(np.int64), "item": it.astype(np.int64), "rank": ranks.astype(np.int64)})
+    if table.duplicated(["user", "item"]).any():
+        row = int(np.flatnonzero(table.duplicated(["user", "item"]).to_numpy())[0])
+        raise SystemExit(f"{path}: row {row + 2}: user {frame['userId'].iloc[row]} lists an item twice")
+    table = table.sort_values(["user", "rank"], kind="stable")
+    lists = {int(user): g["item"].to_numpy(np.int64) for user, g in table.groupby("user", sort=False)}
+    k = int(table.groupby("user").size().max()) if len(table) else 0
+    return Recs(lists, k, len(table))
+
+
+def score_fn(recs: Recs, n_items: int) -> Any:
+    """A score function for ``evaluate``: ``K + 1 − rank`` for a listed item, −∞ for every other item."""
+
+    def score(users: npt.NDArray[np.int64]) -> torch.Tensor:
+        out = torch.full((len(users), n_items), float("-inf"))
+        for row, user in enumerate(users.tolist()):
+            items = recs.lists.get(user)
+            if items is not None and len(items):
+                out[row, torch.as_tensor(np.array(items))] = torch.arange(len(items), 0, -1, dtype=torch.float32)
+        return out
+
+    return score
+
+
+def score_recs(
+    recs: Recs,
+    split: Any,
+    part: str,
+    n_items: int,
+    *,
+    metrics: tuple[str, ...] = METRICS,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    protocol: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``recs`` on ``part`` with fusionrec's engine; the result's dict plus list facts."""
+    from fusionrec.core.evaluation import evaluate, known_interactions
+
+    result = evaluate(
+        score_fn(recs, n_items),
+        split,
+        part,  # type: ignore[arg-type]
+        list(metrics),
+        n_items,
+        bootstrap=bootstrap,
+        seed=seed,
+        protocol=protocol,
+    )
+    known = known_interactions(split, part)  # type: ignore[arg-type]
+    known_keys = set((known["user"].to_numpy() * n_items + known["item"].to_numpy()).tolist())
+    listed_known = sum(int(item) + user * n_items in known_keys for user, items in recs.lists.items() for item in items)
+    evaluated = set(result.users.tolist())
+    out = result.to_dict()
+    out.pop("per_user")
+    out["lists"] = {
+        "k": recs.k,
+        "rows": recs.rows,
+        "users_listed": len(recs.lists),
+        "evaluated_users_without_list": len(evaluated - set(recs.lists)),
+        "listed_known": listed_known,
+    }
+    return out
+
+
+def load_pipeline_split(pipeline: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Load ``pipeline``'s data and run its split; returns ``(data, split, protocol entries)``."""
+    from fusionrec.core import data_commands
+    from fusionrec.registry import get_registry
+
+    loaded = data_commands.load(pipeline, get_registry())
+    split = data_commands.run_split(loaded)
+    assert loaded.spec.data is not None
+    spec = data_commands.split_spec(loaded.dataset, loaded.spec)
+    protocol = {
+        "dataset": loaded.spec.data.type,
+        "split": spec.to_dict() if spec is not None else data_commands.split_name(loaded),
+    }
+    return loaded.data, split, protocol
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pipeline", type=Path, help="the pipeline whose data and split the lists are scored on")
+    parser.add_argument("--split", type=Path, required=True, help="the exported split folder the peer trained on")
+    parser.add_argument("--recs", type=Path, required=True, help="userId,itemId,rank CSV")
+    parser.add_argument("--part", choices=["valid", "test"], required=True)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+    data, split, protocol = load_pipeline_split(args.pipeline)
+    compare_parts(args.split, expected_parts(data, split))
+    recs = read_recs(args.recs, data.user_ids, data.item_ids)
+    out = score_recs(recs, split, args.part, data.n_items, bootstrap=args.bootstrap, seed=args.seed, protocol=protocol)
+    for name, value in out["metrics"].items():
+        low, high = out["ci"].get(name, (float("nan"), float("nan")))
+        print(f"{name:<10} {value:.4f}  [{low:.4f}, {high:.4f}]")
+    print(json.dumps({"protocol": out["protocol"], "lists": out["lists"]}))
+    if args.json:
+        from fusionrec.core.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
