@@ -8,6 +8,7 @@ masked, test with the training and validation history and items masked.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -338,8 +339,6 @@ def rerank_stage(
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(record, default=float) + "\n"
 
 

@@ -8,7 +8,7 @@ prediction time without retraining. Scores are inner products (cosine when ``tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,16 +129,18 @@ class TwoTower(nn.Module):
 
     def user_sequence(self, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """``(B, L, d)`` outputs at every position, for towers with ``encode_sequence`` (causal)."""
-        mask = history >= 0
-        vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
-        out = self.user.encode_sequence(vectors, mask, users)  # type: ignore[operator]
-        return F.normalize(out, dim=-1) if self.normalize else out
+        return encode_users(self.user.encode_sequence, item_vectors, history, users, self.normalize)
 
 
 def encode_users(
-    tower: UserTower, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor, normalize: bool
+    tower: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    item_vectors: torch.Tensor,
+    history: torch.Tensor,
+    users: torch.Tensor,
+    normalize: bool,
 ) -> torch.Tensor:
-    """Run the user tower on history item ids ``(B, L)`` (-1 = padding) over the given item vectors."""
+    """Run a user tower (its forward, or its ``encode_sequence``) on history item ids ``(B, L)`` (-1 = padding)
+    over the given item vectors; the output is normalised along its last dimension when ``normalize``."""
     mask = history >= 0
     vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
     out = tower(vectors, mask, users)

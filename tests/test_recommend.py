@@ -29,6 +29,7 @@ def test_run_writes_metrics_report_and_chart(run_dir: Path) -> None:
     report = (run_dir / "report.md").read_text()
     assert "## Metrics" in report and "recall@20" in report and "User u1:" in report and "Reranking" in report
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["rerank"]["verdict"].startswith(("reranking helped:", "reranking did not help:"))
     assert "did" in metrics["rerank"]["verdict"] or "helped" in metrics["rerank"]["verdict"]
 
 
