@@ -279,6 +279,7 @@ def run(pipeline: Path, out_dir: Path | None, sample_users: tuple[str, ...], qui
         pipeline, target, registry, resume=True, progress=not quiet, console=err, on_prepared=show
     )
     out.print(f"[bold]train[/bold] → {target}: {outcome.summary.get('stopped', 'trained')}")
+    _print_refit(outcome.summary)
     _print_metrics(outcome.metrics, "metrics")
     if "rerank" in outcome.metrics:
         out.print(outcome.metrics["rerank"]["verdict"], markup=False)
@@ -328,8 +329,10 @@ def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, a
     """Train PIPELINE: its two-tower model (fuser + user tower), or its `model` section (a baseline).
 
     Early stopping and model selection use validation Recall@20; the selected model is then scored on
-    validation and test. The run directory holds the resolved config, a manifest with package versions, seeds
-    and artifact checksums, the per-epoch log, the checkpoint, the artifacts and metrics.json.
+    validation and test (with `train.refit: true`, test by a model retrained on train + valid for the selected
+    number of epochs, which is also the one saved). The run directory holds the resolved config, a manifest with
+    package versions, seeds and artifact checksums, the per-epoch log, the checkpoint, the artifacts and
+    metrics.json.
     """
     from fusionrec.core import train_run
 
@@ -343,6 +346,15 @@ def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, a
         out.print_json(json.dumps({"run": str(target), "summary": outcome.summary, "metrics": outcome.metrics}))
         return
     _print_metrics(outcome.metrics, f"{target}: {outcome.summary.get('stopped', 'trained')}")
+    _print_refit(outcome.summary)
+
+
+def _print_refit(summary: dict[str, Any]) -> None:
+    """One line about the refit on train + valid (``train.refit``), when the run did one."""
+    if summary.get("refit"):
+        from fusionrec.core.refit import line
+
+        out.print(line(summary["refit"]), markup=False)
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:

@@ -62,6 +62,14 @@ class TrainConfig(Params):
     )
     dim: int = Field(64, gt=0, description="Size of the item vectors when the pipeline has no fuser (ids only).")
     patience: int = Field(3, ge=1, description="Stop after this many epochs without a better validation Recall@20.")
+    refit: bool = Field(
+        False,
+        description="After training on train with early stopping and selection on validation, retrain from scratch "
+        "(same settings and seed) on train + valid for the selected number of epochs (the best epoch), without "
+        "validation, and score test and save that model; validation metrics stay the train-only model's (the "
+        "refit has seen validation). Applies to `model:` sections too; not with a `ranker` (it needs held-out "
+        "positives the towers have not seen).",
+    )
     seed: int = Field(0, description="Seed for every random choice (same seed → same metrics).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when available.")
 
@@ -276,6 +284,13 @@ def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec |
             settings[section] = b.model(model, data[section], (section,), f"section '{section}'")
     if settings.get("evaluate") is not None:
         _check_metrics(settings["evaluate"], b)
+    if settings.get("train") is not None and settings["train"].refit and parts.get("ranker") is not None:
+        b.problem(
+            ("train", "refit"),
+            "refit cannot be combined with a `ranker`: the ranker learns from validation positives the towers have "
+            "not seen, and reads the towers' own vectors, so it can neither be fitted on nor applied to towers "
+            "retrained on train + valid. Set `train.refit: false`, or remove the `ranker` section.",
+        )
     if b.problems:
         return None
     return PipelineSpec(

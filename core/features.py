@@ -4,9 +4,11 @@ For every ``encoders:`` entry the engine picks the raw input the encoder reads (
 ``text``), marks items without it as missing, fits the encoder on the rest (:meth:`Encoder.fit`), and encodes them
 in batches (:mod:`fusionrec.core.feature_batches`). Frozen encoders go through the on-disk cache
 (:mod:`fusionrec.core.feature_cache`): only items whose content key is not in the store for the encoder's
-fingerprint are encoded, and the merged store is written back atomically. Trainable encoders are encoded on demand
-and never cached. An item whose input is unusable (its preprocess raised ``OSError``/``ValueError``, or its image
-file cannot be read) is marked not present and counted by reason; it never stops the run.
+fingerprint are encoded, and the merged store is written back atomically. Trainable encoders are never cached: the
+training engine trains them end to end (:mod:`fusionrec.core.encoder_inputs`); here they are skipped or, for
+callers that want fixed vectors (the ``model:`` baselines), encoded with their current weights. An item whose
+input is unusable (its preprocess raised ``OSError``/``ValueError``, or its image file cannot be read) is marked
+not present and counted by reason; it never stops the run.
 
 ``fusionrec features PIPELINE`` and ``fusionrec run`` call :func:`pipeline_features`; everything here returns plain
 data and the CLI prints it.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from fusionrec.core.data_commands import Loaded
     from fusionrec.core.encoder import Encoder
+    from fusionrec.core.encoder_inputs import EncoderInputs
 
 log = logging.getLogger("fusionrec.features")
 
@@ -68,6 +70,8 @@ class FeatureReport:
         dim: the vectors' width.
         trainable: trainable encoders are not cached (and ``fusionrec features`` skips them).
         skipped: nothing was computed (a trainable encoder under ``trainable="skip"``).
+        end_to_end: the encoder is trained end to end with the towers: its inputs were preprocessed once
+            (:mod:`fusionrec.core.encoder_inputs`) and its vectors are computed during training.
         items: items in the catalogue.
         present: items with a vector.
         missing: items without the raw input (no image named, empty text).
@@ -87,6 +91,7 @@ class FeatureReport:
     dim: int
     trainable: bool
     skipped: bool = False
+    end_to_end: bool = False
     items: int = 0
     present: int = 0
     missing: int = 0
@@ -103,6 +108,13 @@ class FeatureReport:
     def unusable_count(self) -> int:
         return sum(self.unusable.values())
 
+    def note_unusable(self, raw: Any, reason: str) -> None:
+        """Count an item whose input is unusable, by reason (``"OSError: …"`` counts as ``OSError``)."""
+        kind = reason.split(":", 1)[0]
+        self.unusable[kind] = self.unusable.get(kind, 0) + 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{raw}: {reason}")
+
     @property
     def items_per_s(self) -> float | None:
         """Present items per second of the whole modality."""
@@ -118,6 +130,7 @@ class FeatureReport:
             "dim": self.dim,
             "trainable": self.trainable,
             "skipped": self.skipped,
+            "end_to_end": self.end_to_end,
             "items": self.items,
             "present": self.present,
             "missing": self.missing,
@@ -154,12 +167,20 @@ class FeatureMatrix:
 
 @dataclass
 class FeaturesRun:
-    """The features of a pipeline: one matrix per computed modality, a report per configured one."""
+    """The features of a pipeline: one matrix per computed modality, a report per configured one.
+
+    Attributes:
+        encoders: the pipeline's encoders, as built (and fitted, for those computed).
+        inputs: trainable encoders' preprocessed inputs, by modality key, when they are trained end to end
+            (:func:`fusionrec.core.encoder_inputs.training_features`); empty otherwise.
+    """
 
     cache: Path
     matrices: dict[str, FeatureMatrix]
     reports: list[FeatureReport]
     seconds: float
+    encoders: list[NamedEncoder] = field(default_factory=list)
+    inputs: dict[str, EncoderInputs] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +270,29 @@ def extract(
     return matrices, reports
 
 
+def fit_encoder(named: NamedEncoder, raws: Sequence[Any]) -> tuple[FeatureReport, list[int]]:
+    """Pick the items offering the encoder's raw input and fit the encoder on them (:meth:`Encoder.fit`).
+
+    Returns:
+        A report with the item counts and the fitted encoder's dim, and the positions of the items offering input.
+
+    Raises:
+        FusionrecError: fit failed (the message names the modality and the encoder).
+    """
+    encoder, reads = named.encoder, named.encoder.modality
+    n = len(raws)
+    candidates = [i for i, raw in enumerate(raws) if has_input(raw, reads)]
+    report = FeatureReport(named.key, named.name, reads, 0, encoder.trainable, items=n, missing=n - len(candidates))
+    try:
+        encoder.fit([raws[i] for i in candidates])
+    except FusionrecError:
+        raise
+    except Exception as exc:
+        raise FusionrecError(f"encoders.{named.key} ({named.name}): fit failed: {type(exc).__name__}: {exc}") from exc
+    report.dim = encoder.dim
+    return report, candidates
+
+
 def extract_modality(
     named: NamedEncoder,
     raws: Sequence[Any],
@@ -271,24 +315,14 @@ def extract_modality(
     import numpy as np
 
     start = time.perf_counter()
-    encoder, reads = named.encoder, named.encoder.modality
+    encoder = named.encoder
     label = f"encoders.{named.key} ({named.name})"
     n = len(raws)
-    candidates = [i for i, raw in enumerate(raws) if has_input(raw, reads)]
-    report = FeatureReport(named.key, named.name, reads, 0, encoder.trainable, items=n, missing=n - len(candidates))
-    try:
-        encoder.fit([raws[i] for i in candidates])
-    except FusionrecError:
-        raise
-    except Exception as exc:
-        raise FusionrecError(f"{label}: fit failed: {type(exc).__name__}: {exc}") from exc
-    report.dim = dim = encoder.dim
-    problems: Counter[str] = Counter()
+    report, candidates = fit_encoder(named, raws)
+    dim = report.dim
 
     def unusable(position: int, reason: str) -> None:
-        problems[reason.split(":", 1)[0]] += 1
-        if len(report.examples) < MAX_EXAMPLES:
-            report.examples.append(f"{raws[position]}: {reason}")
+        report.note_unusable(raws[position], reason)
 
     def encode(positions: list[int]) -> Any:
         advance = bars(f"{named.key} ({named.name})", len(positions)) if bars and positions else None
@@ -317,7 +351,6 @@ def extract_modality(
         report.encoded = len(chosen)
     else:
         out, present = _cached(named, raws, candidates, config, root, report, unusable, encode)
-    report.unusable = dict(problems)
     report.present = int(present.sum())
     report.seconds = time.perf_counter() - start
     log.info(
@@ -464,14 +497,21 @@ def pipeline_features(
     """The features of a loaded pipeline (``fusionrec features`` and the features stage of ``fusionrec run``).
 
     Trainable encoders are skipped by default: their vectors change while training, so the training engine
-    computes them.
+    computes them. Encoders are built and fitted with torch seeded from ``train.seed`` (the global random state is
+    restored afterwards), so a randomly initialised encoder gets the same weights, and the same fingerprint, in
+    ``fusionrec features`` and in every training run of the pipeline.
     """
+    import torch
+
     start = time.perf_counter()
-    encoders = build_encoders(loaded.spec, registry)
-    matrices, reports = extract(
-        loaded.data, encoders, loaded.spec.features, trainable=trainable, progress=progress, console=console
-    )
-    return FeaturesRun(cache_root(loaded.spec.features.cache), matrices, reports, time.perf_counter() - start)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(loaded.spec.train.seed)
+        encoders = build_encoders(loaded.spec, registry)
+        matrices, reports = extract(
+            loaded.data, encoders, loaded.spec.features, trainable=trainable, progress=progress, console=console
+        )
+    seconds = time.perf_counter() - start
+    return FeaturesRun(cache_root(loaded.spec.features.cache), matrices, reports, seconds, encoders)
 
 
 def run_features(
@@ -493,6 +533,8 @@ def summary_lines(run: FeaturesRun) -> list[str]:
         if r.skipped:
             lines.append(f"{head}: trainable, so not cached; its vectors are computed during training")
             continue
+        if r.end_to_end:
+            head = f"{head}, trained end to end with the towers"
         lines.append(
             f"{head}: {r.items:,} items: {r.present:,} present, {r.missing:,} missing "
             f"(no {r.reads}), {r.unusable_count:,} unusable"
@@ -502,6 +544,9 @@ def summary_lines(run: FeaturesRun) -> list[str]:
             lines.append(f"    unusable: {reasons}; e.g. {r.examples[0]}" if r.examples else f"    unusable: {reasons}")
         rate = r.items_per_s
         speed = f" ({rate:,.1f} items/s)" if rate is not None else ""
+        if r.end_to_end:
+            lines.append(f"    {r.present:,} inputs preprocessed once, not cached; {r.seconds:.2f} s{speed}")
+            continue
         cached = "not cached (trainable)" if r.store is None else f"{r.cached:,} from cache"
         lines.append(f"    {r.encoded:,} encoded now, {cached}; {r.seconds:.2f} s{speed}")
         if r.store is not None:
@@ -565,6 +610,7 @@ __all__ = [
     "check_encoders",
     "extract",
     "extract_modality",
+    "fit_encoder",
     "has_input",
     "pipeline_features",
     "raw_values",

@@ -84,6 +84,10 @@ def markdown(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recom
         f"{summary.get('parameters', '-')} parameters; features {stage.get('features_seconds', '-')} s; "
         f"train stage {stage.get('seconds', '-')} s in all."
     )
+    if summary.get("refit"):
+        from fusionrec.core.refit import line as refit_line
+
+        lines += ["", refit_line(summary["refit"]) + "."]
     log = run.path / "epochs.jsonl"
     if log.exists():
         lines += ["", "| epoch | loss | valid recall@20 | valid ndcg@20 | seconds |", "|---|---|---|---|---|"]

@@ -3,7 +3,9 @@
 The two-tower model (``fuser`` + ``user``) is trained by :mod:`fusionrec.core.training`; a pipeline with a ``model``
 section trains that model instead (the baselines). Either way the result is scored by the same code
 (:mod:`fusionrec.core.evaluation`) on the same split: validation with the training history and training items
-masked, test with the training and validation history and items masked.
+masked, test with the training and validation history and items masked. With ``train.refit``, test is scored
+(and the run's model saved) from a model retrained on train + valid for the epochs validation chose
+(:mod:`fusionrec.core.refit`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusionrec.core import data_commands
+from fusionrec.core import refit as refitting
 from fusionrec.core.config import EvaluateConfig, PipelineSpec, dumps_pipeline
 from fusionrec.core.data import SplitData
 from fusionrec.core.errors import ConfigError, FusionrecError
@@ -30,7 +33,7 @@ from fusionrec.core.model import FitContext, Model
 from fusionrec.core.persist import save_module
 from fusionrec.core.rundir import RunDir
 from fusionrec.core.training import Trainer, device_of
-from fusionrec.core.two_tower import Features, Histories, ItemTower, TwoTower, TwoTowerScorer, describe
+from fusionrec.core.two_tower import Features, Histories, ItemTower, Modalities, TwoTower, TwoTowerScorer, describe
 from fusionrec.registry import Registry
 
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -43,17 +46,32 @@ METRICS = "metrics.json"
 INDEX = "index"
 PARTS: tuple[Part, Part] = ("valid", "test")
 RANKER = "ranker"
+ENCODERS = "encoders"
+"""Folder of the trained encoders (``encoders/<key>``), one per trainable encoder trained end to end."""
 
 
 @dataclass
 class Prepared:
-    """A pipeline's data, split and frozen features, ready to train on."""
+    """A pipeline's data, split and features, ready to train on.
+
+    Attributes:
+        features: fixed vectors by modality: frozen encoders' (and, for a `model` section, every encoder's).
+        inputs: trainable encoders with every item's preprocessed input
+            (:class:`~fusionrec.core.encoder_inputs.EncoderInputs`), trained end to end by the two-tower engine.
+    """
 
     loaded: data_commands.Loaded
     split: SplitData
     features: Features
     feature_seconds: float
     features_run: Any = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> Modalities:
+        """Every modality the item tower reads, in the pipeline's ``encoders`` order."""
+        both: dict[str, Any] = {**self.features, **self.inputs}
+        return {key: both[key] for key in self.loaded.spec.encoders if key in both}
 
     @property
     def n_users(self) -> int:
@@ -66,6 +84,7 @@ class Prepared:
 
 def prepare(pipeline: Path, registry: Registry, *, progress: bool, console: Console | None) -> Prepared:
     """Load and split the data and compute (or read from the cache) the encoders' features."""
+    from fusionrec.core import encoder_inputs as ei
     from fusionrec.core import features as fe
 
     loaded = data_commands.load(pipeline, registry)
@@ -74,12 +93,17 @@ def prepare(pipeline: Path, registry: Registry, *, progress: bool, console: Cons
     seconds = 0.0
     computed = None
     if loaded.spec.encoders:
-        # trainable encoders (cnn, rnn) are encoded once with their fitted, untrained weights and then held fixed:
-        # end-to-end training of encoders is not part of this engine yet
-        computed = fe.pipeline_features(loaded, registry, progress=progress, console=console, trainable="encode")
+        if loaded.spec.model is None:
+            # frozen encoders are read from the feature cache; trainable ones (cnn, rnn) are fitted and every item's
+            # input preprocessed once here, and the item tower trains them end to end with the towers
+            computed = ei.training_features(loaded, registry, progress=progress, console=console)
+        else:
+            # a `model` section (a baseline) takes fixed vectors: trainable encoders are encoded once with their
+            # fitted, untrained weights
+            computed = fe.pipeline_features(loaded, registry, progress=progress, console=console, trainable="encode")
         seconds = computed.seconds
         features = {key: (m.vectors, m.present) for key, m in computed.matrices.items()}
-    return Prepared(loaded, split, features, seconds, computed)
+    return Prepared(loaded, split, features, seconds, computed, dict(computed.inputs) if computed else {})
 
 
 def metric_names(spec: PipelineSpec) -> list[str]:
@@ -97,7 +121,7 @@ def build_two_tower(spec: PipelineSpec, prepared: Prepared, registry: Registry) 
             "`user: {type: transformer}` (or a `model:` section for a baseline; `fusionrec plugins` lists both).",
             file=file,
         )
-    features = prepared.features
+    features = prepared.modalities
     if features and spec.fuser is None:
         raise ConfigError.at(
             ("fuser",),
@@ -115,8 +139,11 @@ def build_two_tower(spec: PipelineSpec, prepared: Prepared, registry: Registry) 
     torch.manual_seed(spec.train.seed)
     fuser = None
     if spec.fuser is not None:
-        fuser = registry.build(spec.fuser, input_dims={key: int(v.shape[1]) for key, (v, _) in features.items()})
-    item = ItemTower(features, fuser, prepared.n_items, spec.train.dim, spec.train.item_ids)
+        dims = {key: int(v[0].shape[1]) if isinstance(v, tuple) else v.encoder.dim for key, v in features.items()}
+        fuser = registry.build(spec.fuser, input_dims=dims)
+    # each model trains its own copy of a trainable encoder, from the initial weights prepare() seeded
+    own = {key: v if isinstance(v, tuple) else v.for_model() for key, v in features.items()}
+    item = ItemTower(own, fuser, prepared.n_items, spec.train.dim, spec.train.item_ids)
     tower = registry.build(spec.user, item_dim=item.dim, n_users=prepared.n_users)
     if getattr(tower, "out_dim", item.dim) != item.dim:
         raise FusionrecError(
@@ -150,7 +177,8 @@ def train_pipeline(
     """Train ``pipeline`` into the run directory ``out`` (continuing the run there with ``resume``).
 
     Args:
-        stop_after: stop after this many epochs in this call (tests simulate an interrupted run with it).
+        stop_after: stop after this many epochs in this call, the training and refit stages' together (tests
+            simulate an interrupted run with it).
         on_prepared: called once the data is loaded and split and the features computed (``fusionrec run``
             prints them).
     """
@@ -181,6 +209,8 @@ def train_pipeline(
         model = registry.build(spec.model)
         if not isinstance(model, Model):
             raise FusionrecError(f"model '{spec.model.type}' built a {type(model).__name__}, not a fusionrec Model")
+        if spec.train.refit:
+            refitting.check_model(model, spec)
         records: list[dict[str, Any]] = []
         context = FitContext(
             train=split.train,
@@ -194,14 +224,22 @@ def train_pipeline(
             log=records.append,
         )
         summary = dict(model.fit(context))
-        model.save(run.path / MODEL)
+        served = model  # what scores test and is saved: the refit when train.refit
+        if spec.train.refit:
+            served, summary["refit"] = refitting.refit_model(
+                spec, registry, context, summary, known_interactions(split, "test"), run
+            )
+        served.save(run.path / MODEL)
         run.record(MODEL)
         run.write_text("epochs.jsonl", "".join(_json_line(r) for r in records))
 
-        def score_with(history: Any) -> Callable[[Any], torch.Tensor]:
-            return lambda users: model.score(users, history)
+        def score_with(fitted: Model, history: Any) -> Callable[[Any], torch.Tensor]:
+            return lambda users: fitted.score(users, history)
 
-        scorers = {part: score_with(known_interactions(split, part)) for part in ("valid", "test")}
+        scorers = {
+            "valid": score_with(model, known_interactions(split, "valid")),
+            "test": score_with(served, known_interactions(split, "test")),
+        }
     else:
         net = build_two_tower(spec, prepared, registry)
 
@@ -213,6 +251,7 @@ def train_pipeline(
 
         trainer = Trainer(net, train_history, spec.train, run, validate)
         trainer.resume()
+        first = trainer.state.epoch
         until = trainer.state.epoch + stop_after if stop_after is not None else None
         with _epoch_bars(progress, console) as bars:
             state = trainer.fit(bars, until=until)
@@ -220,22 +259,49 @@ def train_pipeline(
             run.mark("train", "interrupted", epoch=state.epoch)
             return TrainOutcome(run, state.to_dict(), {}, resumed)
         net = trainer.model.cpu().eval()
+        test_history = Histories.from_frame(known_interactions(split, "test"), prepared.n_users)
+        final, refit_summary = net, None  # what scores test and is saved: the refit when train.refit
+        if spec.train.refit:
+            budget = stop_after - (state.epoch - first) if stop_after is not None else None
+            with _epoch_bars(progress, console, "refit epoch") as bars:
+                refitted = refitting.refit_two_tower(
+                    lambda: build_two_tower(spec, prepared, registry),
+                    spec,
+                    test_history,
+                    run,
+                    state.best_epoch,
+                    bars,
+                    budget,
+                )
+            if refitted is None:
+                run.mark("train", "interrupted", epoch=state.epoch)
+                return TrainOutcome(run, state.to_dict(), {}, resumed)
+            final, refit_summary = refitted
         with torch.no_grad():
-            vectors, weights = net.item_vectors()
+            vectors, weights = final.item_vectors()
         run.write(ITEM_VECTORS, lambda handle: np.save(handle, vectors.numpy().astype(np.float32)))
         run.write(ITEM_WEIGHTS, lambda handle: np.save(handle, weights.numpy().astype(np.float32)))
-        save_module(net.user, run.path / USER_TOWER)
+        save_module(final.user, run.path / USER_TOWER)
         run.record(USER_TOWER)
-        summary = {**state.to_dict(), **describe(net), "modalities": list(net.item.modalities)}
+        trained = save_encoders(final, run)
+        summary = {**state.to_dict(), **describe(final), "modalities": list(final.item.modalities)}
+        if trained:
+            summary["encoders"] = trained
         summary.pop("log", None)
-        scorer = TwoTowerScorer(net.user, vectors, net.normalize, prepared.n_users)
+        scorer = TwoTowerScorer(final.user, vectors, final.normalize, prepared.n_users)
+        valid_scorer = scorer
+        if refit_summary is not None:
+            summary["refit"] = refit_summary
+            with torch.no_grad():
+                valid_scorer = TwoTowerScorer(net.user, net.item_vectors()[0], net.normalize, prepared.n_users)
         scorers = {
-            part: (lambda h: lambda users: scorer.score(users, h))(
-                Histories.from_frame(known_interactions(split, part), prepared.n_users)
-            )
-            for part in ("valid", "test")
+            "valid": lambda users: valid_scorer.score(users, train_history),
+            "test": lambda users: scorer.score(users, test_history),
         }
     evaluate_config = spec.evaluate if spec.evaluate is not None else EvaluateConfig()
+    protocols: dict[str, dict[str, Any]] = {part: protocol for part in PARTS}
+    if spec.train.refit:
+        protocols = refitting.protocols(protocol, summary["refit"]["epochs"])
     results: dict[str, Any] = {
         part: evaluate(
             scorers[part],
@@ -246,7 +312,7 @@ def train_pipeline(
             registry=registry,
             bootstrap=evaluate_config.bootstrap,
             seed=spec.train.seed,
-            protocol=protocol,
+            protocol=protocols[part],
         ).to_dict()
         for part in PARTS
     }
@@ -262,6 +328,18 @@ def train_pipeline(
     run.write_json(METRICS, results)
     run.mark("train", "done", seconds=round(time.perf_counter() - started, 3), summary=summary)
     return TrainOutcome(run, summary, results, resumed)
+
+
+def save_encoders(net: TwoTower, run: RunDir) -> dict[str, str]:
+    """Save the encoders the item tower trained end to end into ``encoders/<key>`` (recorded in the manifest), so
+    the run keeps what they learned; returns ``{key: folder}``."""
+    saved = {}
+    for i, inputs in net.item.inputs.items():
+        key = net.item.modalities[i]
+        inputs.encoder.save(run.path / ENCODERS / key)
+        run.record(f"{ENCODERS}/{key}")
+        saved[key] = f"{ENCODERS}/{key}"
+    return saved
 
 
 def build_index(spec: PipelineSpec, run: RunDir, registry: Registry, vectors: torch.Tensor) -> dict[str, Any]:
@@ -343,7 +421,7 @@ def _json_line(record: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _epoch_bars(enabled: bool, console: Console | None) -> Iterator[Any]:
+def _epoch_bars(enabled: bool, console: Console | None, label: str = "epoch") -> Iterator[Any]:
     """A per-epoch progress bar factory (loss so far), or ``None`` when quiet."""
     if not enabled:
         yield None
@@ -358,7 +436,7 @@ def _epoch_bars(enabled: bool, console: Console | None) -> Iterator[Any]:
     ) as bars:
 
         def epoch_bar(epoch: int) -> Callable[[int, int, float], None]:
-            task = bars.add_task(f"epoch {epoch}", total=None, loss=float("nan"))
+            task = bars.add_task(f"{label} {epoch}", total=None, loss=float("nan"))
 
             def advance(step: int, steps: int, loss: float) -> None:
                 bars.update(task, completed=step, total=steps, loss=loss)

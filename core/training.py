@@ -10,6 +10,11 @@ the logQ correction of Yi et al. 2019), ``softmax`` (the whole catalogue) and ``
 AdamW; early stopping on validation Recall@20; a checkpoint after every epoch, so ``--resume`` continues a killed
 run. Randomness is re-seeded from ``(seed, epoch)`` at the start of each epoch, so a resumed run draws the same
 batches, negatives and dropout masks as an uninterrupted one and ends with the same metrics.
+
+A :class:`Trainer` without ``validate`` trains a fixed number of epochs and keeps the last one's weights: that is
+the refit stage (``train.refit``: the selected number of epochs again, from scratch, on train + valid). Each stage
+has its own manifest entry and file names (``refit-checkpoint-<epoch>.pt``, ``refit-epochs.jsonl``), so the two
+never collide and either resumes after a kill.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ BEST = "best-{epoch}.pt"
 EPOCHS = "epochs.jsonl"
 SELECT = "recall@20"
 """The validation metric that early stopping and model selection use."""
+
+REFIT_PREFIX = "refit-"
+"""File-name prefix of the refit stage's checkpoint and epoch log."""
 
 Validate = Callable[[TwoTower], dict[str, float]]
 Progress = Callable[[int, int, float], None]
@@ -69,7 +77,15 @@ def device_of(config: TrainConfig) -> torch.device:
 
 
 class Trainer:
-    """Trains a :class:`TwoTower` on the training histories, checkpointing into a run directory."""
+    """Trains a :class:`TwoTower` on the training histories, checkpointing into a run directory.
+
+    Args:
+        validate: scores the model on validation after every epoch (early stopping, best-epoch selection);
+            ``None``: no validation, exactly ``epochs`` epochs, the last epoch's weights (the refit stage).
+        stage: the run manifest's stage that records the checkpoint (``"train"``, ``"refit"``).
+        prefix: prepended to the checkpoint, best-weights and epoch-log file names.
+        epochs: the number of epochs; ``None``: ``config.epochs``.
+    """
 
     def __init__(
         self,
@@ -77,9 +93,12 @@ class Trainer:
         train: Histories,
         config: TrainConfig,
         run: RunDir,
-        validate: Validate,
+        validate: Validate | None,
         *,
         epoch_done: Callable[[dict[str, Any]], None] | None = None,
+        stage: str = "train",
+        prefix: str = "",
+        epochs: int | None = None,
     ) -> None:
         self.device = device_of(config)
         self.model = model.to(self.device)
@@ -88,6 +107,9 @@ class Trainer:
         self.run = run
         self.validate = validate
         self.epoch_done = epoch_done
+        self.stage = stage
+        self.prefix = prefix
+        self.epochs = config.epochs if epochs is None else epochs
         self.sequential = bool(getattr(model.user, "sequential", False)) and model.max_history > 0
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
@@ -174,7 +196,7 @@ class Trainer:
         The manifest names the checkpoint (``checkpoint-<epoch>.pt``) and is updated only after that file is
         complete, so after a kill at any moment it names an intact checkpoint, whose checksum is verified here.
         """
-        name = self.run.stage("train").get("checkpoint")
+        name = self.run.stage(self.stage).get("checkpoint")
         if not name:
             return False
         blob = torch.load(self.run.file(name), map_location=self.device, weights_only=True)
@@ -182,11 +204,12 @@ class Trainer:
         self.optimizer.load_state_dict(blob["optimizer"])
         self.state = TrainState(**json.loads(blob["state"]))
         # the per-epoch log may be ahead of the checkpoint (killed after writing it): rewrite it from the state
-        self.run.write_text(EPOCHS, "".join(json.dumps(r) + "\n" for r in self.state.log))
+        self.run.write_text(self.prefix + EPOCHS, "".join(json.dumps(r) + "\n" for r in self.state.log))
         return True
 
     def fit(self, progress: Callable[[int], Progress | None] | None = None, until: int | None = None) -> TrainState:
-        """Train until ``epochs`` or early stopping; the best epoch's weights end in the model.
+        """Train until ``epochs`` or early stopping; the best epoch's weights end in the model (the last epoch's
+        without ``validate``).
 
         Args:
             progress: called with the epoch number, returns a per-step progress callback (or ``None``).
@@ -196,7 +219,7 @@ class Trainer:
         examples = self.examples()
         if len(examples) == 0:
             raise ValueError("no training examples: every user has fewer than two training interactions")
-        last = self.config.epochs if until is None else min(until, self.config.epochs)
+        last = self.epochs if until is None else min(until, self.epochs)
         while self.state.epoch < last and not self.state.stopped:
             epoch = self.state.epoch + 1
             started = time.perf_counter()
@@ -219,16 +242,13 @@ class Trainer:
                     report(step + 1, steps, total / (step + 1))
             train_seconds = time.perf_counter() - started
             self.model.eval()
-            valid = self.validate(self.model)
-            record = {
-                "epoch": epoch,
-                "loss": round(total / steps, 6),
-                "valid": valid,
-                "train_seconds": round(train_seconds, 3),
-                "seconds": round(time.perf_counter() - started, 3),
-            }
+            record: dict[str, Any] = {"epoch": epoch, "loss": round(total / steps, 6)}
+            if self.validate is not None:
+                record["valid"] = self.validate(self.model)
+            record["train_seconds"] = round(train_seconds, 3)
+            record["seconds"] = round(time.perf_counter() - started, 3)
             self.end_epoch(record)
-        if self.state.stopped:
+        if self.state.stopped and self.validate is not None:
             self.model.load_state_dict(self.best_weights())
         return self.state
 
@@ -237,29 +257,32 @@ class Trainer:
         previous_best = state.best_epoch
         state.epoch = record["epoch"]
         state.log.append(record)
-        value = record["valid"].get(SELECT, float("nan"))
-        if not state.best or value > state.best.get(SELECT, float("-inf")):
-            state.best, state.best_epoch, state.bad_epochs = dict(record["valid"]), state.epoch, 0
-            weights = self.model.state_dict()
-            self.run.write(BEST.format(epoch=state.epoch), lambda handle: torch.save(weights, handle))
-        else:
-            state.bad_epochs += 1
-            if state.bad_epochs >= self.config.patience:
-                state.stopped = f"no better validation {SELECT} for {state.bad_epochs} epochs"
-        if state.epoch >= self.config.epochs and not state.stopped:
-            state.stopped = f"reached epochs: {self.config.epochs}"
-        self.run.write_text(EPOCHS, "".join(json.dumps(r) + "\n" for r in state.log))
+        if "valid" in record:
+            value = record["valid"].get(SELECT, float("nan"))
+            if not state.best or value > state.best.get(SELECT, float("-inf")):
+                state.best, state.best_epoch, state.bad_epochs = dict(record["valid"]), state.epoch, 0
+                weights = self.model.state_dict()
+                self.run.write(self.prefix + BEST.format(epoch=state.epoch), lambda handle: torch.save(weights, handle))
+            else:
+                state.bad_epochs += 1
+                if state.bad_epochs >= self.config.patience:
+                    state.stopped = f"no better validation {SELECT} for {state.bad_epochs} epochs"
+        if state.epoch >= self.epochs and not state.stopped:
+            state.stopped = f"reached epochs: {self.epochs}"
+        self.run.write_text(self.prefix + EPOCHS, "".join(json.dumps(r) + "\n" for r in state.log))
         blob = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": json.dumps(state.to_dict()),
         }
-        old = self.run.stage("train").get("checkpoint")
-        name = CHECKPOINT.format(epoch=state.epoch)
+        old = self.run.stage(self.stage).get("checkpoint")
+        name = self.prefix + CHECKPOINT.format(epoch=state.epoch)
         self.run.write(name, lambda handle: torch.save(blob, handle))
-        self.run.mark("train", "running", checkpoint=name)  # from here on, a resume starts after this epoch
+        self.run.mark(self.stage, "running", checkpoint=name)  # from here on, a resume starts after this epoch
         for stale in ([old] if old and old != name else []) + (
-            [BEST.format(epoch=previous_best)] if previous_best and previous_best != state.best_epoch else []
+            [self.prefix + BEST.format(epoch=previous_best)]
+            if previous_best and previous_best != state.best_epoch
+            else []
         ):
             (self.run.path / stale).unlink(missing_ok=True)
             self.run.forget(stale)
@@ -267,6 +290,6 @@ class Trainer:
             self.epoch_done(record)
 
     def best_weights(self) -> dict[str, torch.Tensor]:
-        data = self.run.file(BEST.format(epoch=self.state.best_epoch)).read_bytes()
+        data = self.run.file(self.prefix + BEST.format(epoch=self.state.best_epoch)).read_bytes()
         state: dict[str, torch.Tensor] = torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
         return state

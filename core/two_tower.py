@@ -1,16 +1,18 @@
 """The two-tower model: an item tower (fused content, optionally plus an item-id embedding) and a user tower.
 
-Item vectors are the fuser's output over the cached frozen features, plus a learned id embedding when
-``train.item_ids`` is on; a pipeline with no fuser (``sasrec``-style, ids only) uses the id embedding alone. The
-user tower reads the vectors of the user's most recent history items, so a user's newest interactions count at
-prediction time without retraining. Scores are inner products (cosine when ``train.normalize``).
+Item vectors are the fuser's output over the modalities' features, plus a learned id embedding when
+``train.item_ids`` is on. A frozen encoder's features are its cached vectors; a trainable encoder's are computed
+by the encoder itself, trained end to end with the towers, from the items' preprocessed inputs. A pipeline with
+no fuser (``sasrec``-style, ids only) uses the id embedding alone. The user tower reads the vectors of the user's
+most recent history items, so a user's newest interactions count at prediction time without retraining. Scores
+are inner products (cosine when ``train.normalize``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +24,15 @@ from torch import nn
 from fusionrec.core.fusion import Fuser
 from fusionrec.core.user_tower import UserTower
 
+if TYPE_CHECKING:
+    from fusionrec.core.encoder_inputs import EncoderInputs
+
 Features = Mapping[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]]
 """Modality key → ``(vectors (n_items, dim) float32, present (n_items,) bool)``."""
+Modalities = Mapping[str, Union[tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]], "EncoderInputs"]]
+"""Modality key → a frozen encoder's ``(vectors, present)``, or a trainable encoder with every item's input."""
+CHUNK = 256
+"""Items per forward pass of a trainable encoder when the item tower computes every item's vector."""
 
 
 @dataclass(frozen=True)
@@ -72,17 +81,30 @@ class Histories:
 
 
 class ItemTower(nn.Module):
-    """Item vectors from the frozen features through the fuser, optionally plus an id embedding."""
+    """Item vectors from the modalities' features through the fuser, optionally plus an id embedding.
 
-    def __init__(self, features: Features, fuser: Fuser | None, n_items: int, dim: int, item_ids: bool) -> None:
+    A frozen modality's vectors are a buffer. A trainable one's encoder module is a submodule (``e<i>``), so the
+    optimiser trains it and checkpoints hold its weights; its vectors are computed by the encoder from the
+    items' preprocessed inputs, for the items asked for only. Items without the modality get zeros and mask false.
+    """
+
+    def __init__(self, features: Modalities, fuser: Fuser | None, n_items: int, dim: int, item_ids: bool) -> None:
         super().__init__()
         self.fuser = fuser
         self.modalities: tuple[str, ...] = tuple(features) if fuser is not None else ()
         self.n_items = n_items
+        self.inputs: dict[int, EncoderInputs] = {}
         for i, key in enumerate(self.modalities):
-            vectors, present = features[key]
-            # not persistent: features come from the cache; the run directory keeps the final item vectors
-            self.register_buffer(f"x{i}", torch.from_numpy(np.array(vectors, dtype=np.float32)), persistent=False)
+            value = features[key]
+            if isinstance(value, tuple):
+                vectors, present = value
+                # not persistent: features come from the cache; the run directory keeps the final item vectors
+                self.register_buffer(f"x{i}", torch.from_numpy(np.array(vectors, dtype=np.float32)), persistent=False)
+            else:
+                if value.encoder.module is None:
+                    raise ValueError(f"modality {key!r}: a trainable encoder needs a torch module")
+                self.add_module(f"e{i}", value.encoder.module)
+                self.inputs[i], present = value, value.present
             self.register_buffer(f"m{i}", torch.from_numpy(np.array(present, dtype=bool)), persistent=False)
         self.dim = fuser.out_dim if fuser is not None else dim
         self.ids = nn.Embedding(n_items, self.dim) if item_ids or fuser is None else None
@@ -95,8 +117,13 @@ class ItemTower(nn.Module):
         if self.fuser is not None:
             feats, masks = {}, {}
             for i, key in enumerate(self.modalities):
-                x, m = getattr(self, f"x{i}"), getattr(self, f"m{i}")
-                feats[key], masks[key] = (x, m) if index is None else (x[index], m[index])
+                m = getattr(self, f"m{i}")
+                masks[key] = m if index is None else m[index]
+                if i in self.inputs:
+                    feats[key] = self.encode(i, masks[key], index)
+                else:
+                    x = getattr(self, f"x{i}")
+                    feats[key] = x if index is None else x[index]
             out = self.fuser(feats, masks)
             vectors, weights = out.fused, out.weights
         else:
@@ -107,6 +134,18 @@ class ItemTower(nn.Module):
         if self.ids is not None:
             vectors = vectors + (self.ids.weight if index is None else self.ids(index))
         return vectors, weights
+
+    def encode(self, i: int, mask: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """Trainable modality ``i``'s vectors ``(len(mask), dim)`` for the items in ``index`` (all when ``None``),
+        run in chunks of :data:`CHUNK` items; rows where ``mask`` is false are zero."""
+        inputs = self.inputs[i]
+        rows = torch.nonzero(mask).flatten()
+        items = (rows if index is None else index[rows]).tolist()
+        chunks = [inputs.encoder.embed(inputs.batch(items[s : s + CHUNK])) for s in range(0, len(items), CHUNK)]
+        out = torch.zeros(mask.shape[0], inputs.encoder.dim, device=mask.device)
+        if not chunks:
+            return out
+        return out.index_copy(0, rows, torch.cat(chunks).to(device=mask.device, dtype=out.dtype))
 
 
 class TwoTower(nn.Module):

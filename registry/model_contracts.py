@@ -9,7 +9,9 @@ and logs JSON records; ``score`` gives a finite float ``(len(users), n_items)`` 
 user without interactions included, each row independent of the others in the batch; the validation Recall@20
 beats random ranking by a margin; fitting again with the same seed gives the same scores; a history with more
 interactions (train + valid) is accepted; save → load gives the same scores, and loading a folder with nothing
-saved raises.
+saved raises. Refit (``train.refit``), unless the model declares ``can_refit = False``: a ``best_epoch`` in the
+summary is an int ≥ 1; a fresh model fitted on train + valid with ``FitContext.epochs`` = that ``best_epoch`` never
+calls ``validate``, reports ``epochs`` equal to it (when it reports ``epochs``), and scores like a fitted model.
 """
 
 from __future__ import annotations
@@ -177,6 +179,8 @@ def model_contract(registry: Registry, spec: ComponentSpec, context: Mapping[str
     assert torch.allclose(again.score(asked, train), scores, atol=1e-5), f"{label}: the same seed gave other scores"
 
     both = pd.concat([train, valid], ignore_index=True)
+    if getattr(type(model), "can_refit", True):
+        check_refit(registry, spec, context, {**data, "train": both}, summary, asked, label)
     later = model.score(asked, both)
     assert tuple(later.shape) == expected and torch.isfinite(later).all(), f"{label}: scoring with train + valid"
 
@@ -195,13 +199,56 @@ def model_contract(registry: Registry, spec: ComponentSpec, context: Mapping[str
     return model
 
 
+def check_refit(
+    registry: Registry,
+    spec: ComponentSpec,
+    context: Mapping[str, Any],
+    data: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    asked: npt.NDArray[np.int64],
+    label: str,
+) -> None:
+    """The refit rule: a fresh model fitted on ``data["train"]`` (train + valid) for the ``best_epoch`` of the
+    first fit's ``summary`` trains that many epochs, never validates, and scores ``asked`` like a fitted model."""
+    import torch
+
+    best = summary.get("best_epoch")
+    assert best is None or (type(best) is int and best >= 1), (
+        f"{label}: fit()'s summary has best_epoch {best!r}; it must be a whole number ≥ 1 (the epoch validation "
+        "chose: a refit on train + valid trains that many), or be left out by a model without epochs"
+    )
+
+    def no_validation(score: Any) -> dict[str, float]:
+        raise AssertionError(
+            f"{label}: validate() was called in a refit (FitContext.epochs = {best}): a refit trains exactly that "
+            "many epochs on train + valid without validating (it has seen validation); see FitContext.epochs"
+        )
+
+    refitted = registry.build(spec, **context)
+    result = refitted.fit(fit_context(data, no_validation, epochs=best))
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise AssertionError(f"{label}: the refit's summary is not JSON-serialisable: {exc}") from exc
+    ran = result.get("epochs") if isinstance(result, dict) else None
+    assert best is None or not isinstance(ran, int) or ran == best, (
+        f"{label}: asked to refit for {best} epochs (FitContext.epochs), its summary says it trained {ran}"
+    )
+    scores = refitted.score(asked, data["train"])
+    expected = (len(asked), data["n_items"])
+    assert isinstance(scores, torch.Tensor) and tuple(scores.shape) == expected, f"{label}: refit scores' shape"
+    assert torch.isfinite(scores).all(), f"{label}: the refitted model's scores contain NaN or inf"
+
+
 def fit_context(
     data: Mapping[str, Any],
     validate: Callable[[Any], dict[str, float]],
     seed: int = 0,
     log: Callable[[dict[str, Any]], None] | None = None,
+    epochs: int | None = None,
 ) -> FitContext:
-    """A :class:`~fusionrec.core.model.FitContext` over ``data`` (from :func:`planted_data`)."""
+    """A :class:`~fusionrec.core.model.FitContext` over ``data`` (from :func:`planted_data`); ``epochs`` set: a
+    refit's."""
     from fusionrec.core.model import FitContext
 
     return FitContext(
@@ -212,4 +259,5 @@ def fit_context(
         validate=validate,
         seed=seed,
         log=log if log is not None else (lambda record: None),
+        epochs=epochs,
     )

@@ -9,7 +9,9 @@ negatives' embeddings and biases).
 
 Every ``eval_every`` epochs the model is scored on the validation part (``context.validate``, ranking with the
 training history) and the parameters with the best Recall@20 are kept; ``patience`` validations in a row without
-improvement stop training. Each epoch is logged through ``context.log``.
+improvement stop training. Each epoch is logged through ``context.log``. A refit (``context.epochs`` set: ``train``
+is train + valid) trains exactly that many epochs without validating and keeps the last epoch's parameters; with
+the same seed it draws the same initialisation, orders and negatives as a fit that stopped there.
 
 Scores are inner products of a user's and an item's final vectors, plus an item bias where the model has one.
 Users without a training interaction (and ids beyond those the model was fitted on) have no trained vector: they
@@ -166,6 +168,10 @@ class BPRModel(Model):
         users, items = interaction_arrays(context.train, context.n_users, context.n_items, "train")
         if len(users) == 0:
             raise FusionrecError(f"model '{self.name}': the training part has no interactions to learn from")
+        refit = context.epochs is not None
+        if context.epochs is not None and context.epochs < 1:
+            raise FusionrecError(f"model '{self.name}': a refit needs at least one epoch, got {context.epochs}")
+        epochs = context.epochs if context.epochs is not None else self.epochs
         self.n_users, self.n_items = context.n_users, context.n_items
         pair_users, pair_items = unique_pairs(users, items, self.n_items)
         self.trained = torch.zeros(self.n_users, dtype=torch.bool)
@@ -182,7 +188,7 @@ class BPRModel(Model):
         best_recall, best_epoch, best_valid = -math.inf, 0, {}
         best_state = copy.deepcopy(network.state_dict())
         epoch, stale, stopped = 0, 0, False
-        for epoch in range(1, self.epochs + 1):
+        for epoch in range(1, epochs + 1):
             tick = time.perf_counter()
             network.train()
             order = torch.randperm(len(pair_users), generator=generator)
@@ -203,7 +209,7 @@ class BPRModel(Model):
                     f"model '{self.name}': training diverged at epoch {epoch} (loss {record['loss']}); "
                     f"lower lr (now {self.lr})"
                 )
-            if epoch % self.eval_every == 0 or epoch == self.epochs:
+            if not refit and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 network.eval()
                 with torch.no_grad():
                     factors = network.factors().to("cpu")
@@ -220,19 +226,17 @@ class BPRModel(Model):
             if stopped:
                 break
 
-        network.load_state_dict(best_state)
+        if not refit:
+            network.load_state_dict(best_state)
         network.eval()
         with torch.no_grad():
             self.factors = network.factors().to("cpu")
-        self.summary = {
-            "interactions": len(users),
-            "pairs": len(pair_users),
-            "epochs": epoch,
-            "best_epoch": best_epoch,
-            "best_valid": best_valid,
-            "stopped_early": stopped,
-            "seconds": round(time.perf_counter() - start, 3),
-        }
+        self.summary = {"interactions": len(users), "pairs": len(pair_users), "epochs": epoch}
+        if refit:
+            self.summary["refit"] = True
+        else:
+            self.summary.update(best_epoch=best_epoch, best_valid=best_valid, stopped_early=stopped)
+        self.summary["seconds"] = round(time.perf_counter() - start, 3)
         return copy.deepcopy(self.summary)
 
     def _validate(self, context: FitContext, factors: Factors, popularity: torch.Tensor) -> dict[str, float]:
