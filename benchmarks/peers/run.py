@@ -220,8 +220,20 @@ def main(argv: list[str] | None = None) -> int:
         row["seconds"] = round(seconds, 1)
         rows.append(row)
 
+    kept: list[str] = []
+    previous = out / "peers.json"
+    if args.models and previous.exists():
+        # a partial rerun (--models) keeps the other models' rows of the earlier full or partial run in --out
+        earlier = json.loads(previous.read_text())
+        if earlier.get("pipeline") == str(args.pipeline) and bool(earlier.get("quick")) == args.quick:
+            done = {(row["library"], row["model"]) for row in rows}
+            old_rows = [row for row in earlier["rows"] if (row["library"], row["model"]) not in done]
+            kept = [f"{row['library']}:{row['model']}" for row in old_rows]
+            order = {name: i for i, name in enumerate(GRIDS)}
+            rows = sorted(old_rows + rows, key=lambda row: order.get((row["library"], row["model"]), len(order)))
     payload = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "kept_from_earlier_run": kept,
         "pipeline": str(args.pipeline),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, python "
@@ -246,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         out / "peers.md",
         f"# Peers ({'quick, ' if args.quick else ''}{Path(args.pipeline).name})\n\n"
         f"Command: `{payload['command']}`. Date {payload['date']}; machine: {payload['machine']}.\n\n"
-        f"Protocol: {payload['protocol']}.\n\n{table}",
+        + (f"Rows kept from the earlier run in this folder: {', '.join(kept)}.\n\n" if kept else "")
+        + f"Protocol: {payload['protocol']}.\n\n{table}",
     )
     print(table)
     print(f"wrote {out / 'peers.json'}, {out / 'peers.md'} in {payload['seconds']:.0f} s")
