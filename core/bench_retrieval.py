@@ -11,9 +11,10 @@ each index (a FAISS index_factory string, passed verbatim, with search parameter
   alternate (raw, wrapper, then wrapper, raw, …) and medians count; wrapper QPS / raw QPS is the wrapper's cost;
 - **seen-item exclusion** (50–500 excluded ids per user, half of them among the user's nearest items, half drawn
   from the whole catalogue): the retriever's over-fetch-and-filter (all users in one call, and one user per
-  call) against a FAISS ``IDSelector`` per user (``IDSelectorNot(IDSelectorBatch(seen))`` in the search
-  parameters, one call per user, since a selector applies to a whole call), with recall@10 of each against exact
-  search under the same exclusion. Measured at each index's first search parameters.
+  call; forced, as on the CPU the retriever itself now takes a selector) against a FAISS ``IDSelector`` per user
+  (``IDSelectorNot(IDSelectorBatch(seen))`` in the search parameters, one call per user, since a selector applies
+  to a whole call), with recall@10 of each against exact search under the same exclusion. Measured at each
+  index's first search parameters.
 
 Retrievers are built through the registry (``registry.create("retriever", "faiss", ...)``); to query the same
 index object with raw FAISS the benchmark reads the retriever's FAISS index (see :func:`faiss_indexes`).
@@ -400,6 +401,22 @@ def measure_factory(
     return results, excluded
 
 
+def overfetch_search(
+    retriever: Any, queries: npt.NDArray[np.float32], exclude: Sequence[npt.NDArray[np.int64]]
+) -> npt.NDArray[np.int64]:
+    """The retriever's over-fetch-and-filter. On the CPU fusionrec's faiss retriever excludes with an IDSelector
+    itself; its private ``_selector`` switch, turned off for the call, forces the over-fetch path."""
+    switch = hasattr(retriever, "_selector")
+    saved = getattr(retriever, "_selector", None)
+    if switch:
+        retriever._selector = False
+    try:
+        return np.asarray(retriever.search(queries, K, exclude=exclude).ids)
+    finally:
+        if switch:
+            retriever._selector = saved
+
+
 def measure_exclusion(
     retriever: Any, index: Any, choice: IndexChoice, exclusion: Exclusion, options: BenchOptions, gpu: bool
 ) -> dict[str, Any]:
@@ -412,7 +429,7 @@ def measure_exclusion(
         selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(seen[row]))
         return index.search(queries[row : row + 1], K, params=selector_parameters(index, selector))[1]
 
-    per_user = seconds_per_call(lambda row: retriever.search(queries[row : row + 1], K, exclude=[seen[row]]), len(seen))
+    per_user = seconds_per_call(lambda row: overfetch_search(retriever, queries[row : row + 1], [seen[row]]), len(seen))
     selector_error = None
     try:
         per_user = max(per_user, seconds_per_call(selector_search, len(seen)))
@@ -421,9 +438,9 @@ def measure_exclusion(
     users = calls_for(per_user, len(seen), SINGLE_TARGET_S, SINGLE_MIN, SINGLE_MAX)
     rows, banned = queries[:users], seen[:users]
     calls: dict[str, Callable[[], Any]] = {
-        "overfetch_batched": lambda: retriever.search(rows, K, exclude=banned).ids,
+        "overfetch_batched": lambda: overfetch_search(retriever, rows, banned),
         "overfetch_per_user": lambda: np.concatenate(
-            [retriever.search(rows[r : r + 1], K, exclude=[banned[r]]).ids for r in range(users)]
+            [overfetch_search(retriever, rows[r : r + 1], [banned[r]]) for r in range(users)]
         ),
     }
     if selector_error is None:
