@@ -1,6 +1,6 @@
 """The ablation table of docs/benchmarks.md: baselines and fusionrec's fused pipelines on one split, one metric code.
 
-Every row is a pipeline derived from one base file (examples/movielens-small.yaml) by changing only the sections
+Every row is a pipeline derived from one base file (benchmarks/ablation-base.yaml) by changing only the sections
 that define the model, trained with ``fusionrec train``'s engine into its own run directory, and scored by the same
 evaluation code (full ranking, known items masked; validation with the training history, test with training and
 validation). Where a row lists several settings (``--grid``), the one with the best validation Recall@20 is kept
@@ -9,6 +9,7 @@ and its test numbers reported: test never chooses anything.
     python benchmarks/ablation.py                       # every row, into benchmarks/results/ablation/
     python benchmarks/ablation.py --only sasrec,fused   # some rows
     python benchmarks/ablation.py --grid                # also try the listed alternatives of each row
+    python benchmarks/ablation.py --chosen benchmarks/results/ablation-grid   # only the settings chosen there
 
 Writes ``ablation.json`` (every run, its settings, validation and test metrics with 95% bootstrap intervals) and
 ``ablation.md`` (the table) into ``--out``, and the table into docs/benchmarks/ablation.md.
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = REPO / "examples" / "movielens-small.yaml"
+BASE = REPO / "benchmarks" / "ablation-base.yaml"
 
 NO_MODEL = {"fuser": None, "user": None, "retriever": None, "ranker": None}
 
@@ -69,7 +70,11 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "sasrec": (
         "ids only, causal transformer (SASRec-style), fusionrec engine",
         {**_two_tower([], None, TRANSFORMER, True), "retriever": None},
-        [{"train": {"lr": 3.0e-3}}],
+        [
+            {"train": {"lr": 3.0e-3}},
+            {"train": {"loss": "softmax"}},
+            {"user": {"max_history": 200}},
+        ],
     ),
     "text-only": (
         "MiniLM text only, transformer tower, no ids",
@@ -89,7 +94,15 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "fused+ids": (
         "image + text + item ids, attention fuser, transformer tower",
         _two_tower(None, None, TRANSFORMER, True),
-        [{"train": {"lr": 3.0e-3}}, {"train": {"temperature": 0.05}}],
+        [
+            {"train": {"lr": 3.0e-3}},
+            {"train": {"temperature": 0.05}},
+            {"train": {"loss": "softmax"}},
+            {"user": {"max_history": 200}},
+            {"fuser": {"type": "gated", "dim": 64}},
+            {"fuser": {"type": "cross_attention", "dim": 64}},
+            {"fuser": {"dim": 128}},
+        ],
     ),
     "fused+ids/mean": ("… with the mean user tower", _two_tower(None, None, {"type": "mean"}, True), []),
     "fused+ids/attention_pool": (
@@ -100,7 +113,12 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "fused+ids/gru": ("… with the gru user tower", _two_tower(None, None, {"type": "gru"}, True), []),
     "fused+ids+ranker": (
         "fused+ids, then the mlp ranker over 200 candidates",
-        {**_two_tower(None, None, TRANSFORMER, True), "ranker": {"type": "mlp"}},
+        # no refit: the ranker is fitted on the validation users' candidates of the train-only towers
+        {
+            **_two_tower(None, None, TRANSFORMER, True),
+            "ranker": {"type": "mlp"},
+            "train": {"item_ids": True, "refit": False},
+        },
         [],
     ),
 }
@@ -147,7 +165,8 @@ def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[
     result = {
         "pipeline": str(pipeline.relative_to(out)),
         "settings": yaml.safe_load(text),
-        "seconds": round(time.perf_counter() - started, 1),
+        # the train stage's own time (a finished run that is reused takes none now)
+        "seconds": round(outcome.run.stage("train").get("seconds", time.perf_counter() - started), 1),
         "epochs": outcome.summary.get("epoch"),
         "valid": metrics["valid"]["metrics"],
         "valid_ci": metrics["valid"]["ci"],
@@ -215,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--merge", type=Path, action="append", default=[], help="Also take the rows of another --out folder's JSON."
     )
+    parser.add_argument(
+        "--chosen",
+        type=Path,
+        action="append",
+        default=[],
+        help="Run, for each row, only the setting chosen on validation in another --out folder's JSON (its grid "
+        "index): the selection made there is reused, e.g. to score the chosen settings under another base.",
+    )
     args = parser.parse_args(argv)
 
     from fusionrec.registry import get_registry
@@ -236,11 +263,19 @@ def main(argv: list[str] | None = None) -> int:
                 if not one["pipeline"].startswith(".."):
                     one["pipeline"] = f"../{other.name}/{one['pipeline']}"
             done[row["name"]] = row
+    chosen: dict[str, int] = {}
+    for other in args.chosen:
+        for row in json.loads((other / "ablation.json").read_text())["rows"]:
+            chosen[row["name"]] = int(Path(row["best"]["pipeline"]).stem.rsplit("-", 1)[1])
     for name in names:
         what, patch, grid = ROWS[name]
-        tries = [patch] + ([merge(patch, alt) for alt in grid] if args.grid else [])
+        every = [patch] + [merge(patch, alt) for alt in grid]
+        indices = list(range(len(every))) if args.grid else [0]
+        if name in chosen:
+            indices = [chosen[name]]
         runs = []
-        for i, candidate in enumerate(tries):
+        for i in indices:
+            candidate = every[i]
             print(f"[{time.strftime('%H:%M:%S')}] {name} #{i}", flush=True)
             runs.append(run_one(name, i, pipeline_text(base, candidate, data_path), args.out, registry))
             print(
