@@ -74,6 +74,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
             {"train": {"lr": 3.0e-3}},
             {"train": {"loss": "softmax"}},
             {"user": {"max_history": 200}},
+            {"train": {"loss": "softmax", "lr": 3.0e-3}},
         ],
     ),
     "text-only": (
@@ -102,6 +103,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
             {"fuser": {"type": "gated", "dim": 64}},
             {"fuser": {"type": "cross_attention", "dim": 64}},
             {"fuser": {"dim": 128}},
+            {"train": {"loss": "softmax", "lr": 3.0e-3}},
         ],
     ),
     "fused+ids/mean": ("… with the mean user tower", _two_tower(None, None, {"type": "mean"}, True), []),
@@ -235,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         "--merge", type=Path, action="append", default=[], help="Also take the rows of another --out folder's JSON."
     )
     parser.add_argument(
+        "--try",
+        dest="tries",
+        type=int,
+        action="append",
+        default=[],
+        help="Run only this index of each row's settings (0: the row, 1…: its grid alternatives); repeatable.",
+    )
+    parser.add_argument(
         "--chosen",
         type=Path,
         action="append",
@@ -271,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         what, patch, grid = ROWS[name]
         every = [patch] + [merge(patch, alt) for alt in grid]
         indices = list(range(len(every))) if args.grid else [0]
+        if args.tries:
+            indices = [i for i in args.tries if i < len(every)]
         if name in chosen:
             indices = [chosen[name]]
         runs = []
