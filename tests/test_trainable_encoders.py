@@ -95,6 +95,12 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Equal up to float rounding: with several CPU threads a convolution's backward pass sums in an order that can
+    change between runs, so two runs' trained weights agree to ~1e-7, not bit for bit (one thread: bit for bit)."""
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+
+
 def test_trainable_encoders_are_trained_end_to_end_and_saved(tmp_path: Path) -> None:
     outcome, (prepared,) = train(write_pipeline(tmp_path), tmp_path / "run")
     assert set(prepared.inputs) == {"image", "text"} and prepared.features == {}
@@ -147,7 +153,7 @@ def test_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
     assert resumed.metrics["test"]["metrics"] == whole.metrics["test"]["metrics"]
     a = CnnEncoder.load(tmp_path / "whole" / "encoders" / "image")
     b = CnnEncoder.load(tmp_path / "part" / "encoders" / "image")
-    assert same(weights(a.module), weights(b.module))
+    assert close(weights(a.module), weights(b.module))
     assert RunDir.open(tmp_path / "part").verify() == []
 
 
