@@ -67,8 +67,22 @@ class RunDir:
     # creating and opening -------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, config_text: str, *, pipeline: Path | None, seed: int, resume: bool) -> RunDir:
+    def create(
+        cls,
+        path: Path,
+        config_text: str,
+        *,
+        pipeline: Path | None,
+        seed: int,
+        resume: bool,
+        resolve: Callable[[str], str] | None = None,
+    ) -> RunDir:
         """Start a run in ``path``, or continue the one there when ``resume``.
+
+        Args:
+            resolve: turns the saved ``config.yaml`` text into the resolved text the running version would write for
+                it (every default filled in), so a run made before a release added a setting with a default that
+                keeps the old behaviour still resumes; ``None`` compares the texts as they are.
 
         Raises:
             RunError: ``path`` holds a run and ``resume`` is false (nothing is overwritten), or ``resume`` is true
@@ -84,7 +98,7 @@ class RunDir:
                     "it, or choose another --out (nothing was overwritten)."
                 )
             saved = (path / CONFIG).read_text(encoding="utf-8") if (path / CONFIG).exists() else ""
-            if saved != config_text:
+            if saved != config_text and (resolve is None or _resolved(resolve, saved) != config_text):
                 raise RunError(
                     f"{path}: cannot resume: the run there was made from a different pipeline (its {CONFIG} differs "
                     "from the resolved pipeline now). Resume with the same pipeline, or choose another --out."
@@ -238,3 +252,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _resolved(resolve: Callable[[str], str], saved: str) -> str | None:
+    """``resolve(saved)``, or ``None`` when the saved config no longer validates (then it is a different pipeline)."""
+    try:
+        return resolve(saved)
+    except FusionrecError:
+        return None

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fusionrec.core import data_commands
 from fusionrec.core import refit as refitting
-from fusionrec.core.config import EvaluateConfig, PipelineSpec, dumps_pipeline
+from fusionrec.core.config import EvaluateConfig, PipelineSpec, dumps_pipeline, parse_pipeline
 from fusionrec.core.data import SplitData
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.evaluation import Part
@@ -188,7 +188,13 @@ def train_pipeline(
     if on_prepared is not None:
         on_prepared(prepared)
     spec = prepared.loaded.spec
-    run = RunDir.create(out, dumps_pipeline(spec), pipeline=pipeline, seed=spec.train.seed, resume=resume)
+
+    def resolve(saved: str) -> str:  # a run's config.yaml as this version resolves it (new settings' defaults)
+        return dumps_pipeline(parse_pipeline(saved, base_dir=Path(out), registry=registry))
+
+    run = RunDir.create(
+        out, dumps_pipeline(spec), pipeline=pipeline, seed=spec.train.seed, resume=resume, resolve=resolve
+    )
     resumed = resume and bool(run.manifest["stages"])
     if run.done("train"):
         return TrainOutcome(run, run.stage("train").get("summary", {}), run.read_json(METRICS), resumed)

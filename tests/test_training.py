@@ -142,3 +142,22 @@ def test_model_section_trains_a_baseline(tmp_path: Path) -> None:
     outcome = train(pipeline, tmp_path / "run")
     assert RunDir.open(tmp_path / "run").verify() == []
     assert 0.0 < outcome.metrics["test"]["metrics"]["recall@20"] <= 1.0
+
+
+def test_a_run_made_before_a_setting_existed_still_resumes(tmp_path: Path) -> None:
+    # a run interrupted under an older version, whose config.yaml lacks a setting added since (with a default that
+    # keeps the old behaviour), resumes; a setting that differs still refuses
+    pipeline = write_pipeline(tmp_path, train="{epochs: 3, seed: 0}")
+    train(pipeline, tmp_path / "ref")
+    train(pipeline, tmp_path / "run", stop_after=1)
+    config = tmp_path / "run" / "config.yaml"
+    text = config.read_text()
+    assert "  refit: false\n" in text
+    config.write_text(text.replace("  refit: false\n", ""))  # as written before train.refit existed
+    resumed = train(pipeline, tmp_path / "run", resume=True)
+    assert (
+        resumed.metrics["test"]["metrics"] == RunDir.open(tmp_path / "ref").read_json("metrics.json")["test"]["metrics"]
+    )
+    config.write_text(text.replace("  refit: false\n", "  refit: true\n"))
+    with pytest.raises(Exception, match="different pipeline"):
+        train(pipeline, tmp_path / "run", resume=True)
