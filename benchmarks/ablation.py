@@ -187,21 +187,26 @@ def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[
     return result
 
 
+HEADER = "| model | what | valid Recall@20 | valid NDCG@20 | test Recall@20 [95% CI] | test NDCG@20 [95% CI] |"
+"""The columns every results table of these scripts starts with (:func:`cells` fills them)."""
+
+
+def cells(row: dict[str, Any]) -> str:
+    """A row's :data:`HEADER` cells: name, description, its chosen run's validation and test figures."""
+    best = row["best"]
+    t, ci = best["test"], best["test_ci"]
+    return (
+        f"| {row['name']} | {row['what']} | {best['valid']['recall@20']:.4f} | {best['valid']['ndcg@20']:.4f} | "
+        f"{t['recall@20']:.4f} [{ci['recall@20'][0]:.4f}, {ci['recall@20'][1]:.4f}] | "
+        f"{t['ndcg@20']:.4f} [{ci['ndcg@20'][0]:.4f}, {ci['ndcg@20'][1]:.4f}] |"
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | what | valid Recall@20 | valid NDCG@20 | test Recall@20 [95% CI] | test NDCG@20 [95% CI] | "
-        "epochs | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = [HEADER + " epochs | seconds |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         best = row["best"]
-        t, ci = best["test"], best["test_ci"]
-        lines.append(
-            f"| {row['name']} | {row['what']} | {best['valid']['recall@20']:.4f} | {best['valid']['ndcg@20']:.4f} | "
-            f"{t['recall@20']:.4f} [{ci['recall@20'][0]:.4f}, {ci['recall@20'][1]:.4f}] | "
-            f"{t['ndcg@20']:.4f} [{ci['ndcg@20'][0]:.4f}, {ci['ndcg@20'][1]:.4f}] | {best['epochs'] or '-'} | "
-            f"{best['seconds']:.0f} |"
-        )
+        lines.append(f"{cells(row)} {best['epochs'] or '-'} | {best['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

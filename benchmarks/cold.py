@@ -99,20 +99,10 @@ def random_row(base_file: Path, seeds: int, bootstrap: int) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], random: dict[str, Any]) -> str:
-    lines = [
-        "| model | what | valid Recall@20 | valid NDCG@20 | test Recall@20 [95% CI] | test NDCG@20 [95% CI] | "
-        "test Recall@20 / random |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = [ablation.HEADER + " test Recall@20 / random |", "|---|---|---|---|---|---|---|"]
     base = random["test_expected"][f"recall@{K}"]
     for row in rows:
-        best = row["best"]
-        t, ci = best["test"], best["test_ci"]
-        lines.append(
-            f"| {row['name']} | {row['what']} | {best['valid']['recall@20']:.4f} | {best['valid']['ndcg@20']:.4f} | "
-            f"{t['recall@20']:.4f} [{ci['recall@20'][0]:.4f}, {ci['recall@20'][1]:.4f}] | "
-            f"{t['ndcg@20']:.4f} [{ci['ndcg@20'][0]:.4f}, {ci['ndcg@20'][1]:.4f}] | {t['recall@20'] / base:.1f}× |"
-        )
+        lines.append(f"{ablation.cells(row)} {row['best']['test']['recall@20'] / base:.1f}× |")
     t = random["test"]
     lines.append(
         f"| random | uniform scores, mean of the seeds (exact expectation: Recall@20 {base:.4f}, NDCG@20 "
