@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         table(ours + peers),
     ]
     summary: dict[str, Any] = {"best_fusionrec": best["model"]}
-    for label, pool in (("peer", [r for r in peers]), ("baseline", [r for r in ours if not r["fusion"]] + peers)):
+    for label, pool in (("peer", peers), ("baseline", [r for r in ours if not r["fusion"]] + peers)):
         if not pool:
             continue
         parts = []

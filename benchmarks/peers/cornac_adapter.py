@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from peer_io import phase_data, top_k, write_recs
+from peer_io import phase_data, summary_line, top_k, write_recs
 
 
 def _image_features(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -89,22 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         best = top_k(scores, [histories[u] for u in users], args.k)
         lists.extend([[str(tokens[i]) for i in row if i >= 0] for row in best])
     rows = write_recs(args.out, data.users, lists)
-    print(
-        json.dumps(
-            {
-                "library": "cornac",
-                "model": args.model,
-                "phase": args.phase,
-                "params": params,
-                "epochs": args.epochs,
-                "users": len(data.users),
-                "rows": rows,
-                "train_interactions": len(data.train),
-                "fit_seconds": round(fit_seconds, 2),
-                "seconds": round(time.perf_counter() - start, 2),
-            }
-        )
-    )
+    print(summary_line("cornac", args, params, data, rows, fit_seconds, start))
     return 0
 
 

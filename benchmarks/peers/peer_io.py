@@ -16,10 +16,13 @@ The protocol the adapters follow (the same as fusionrec's, docs/evaluation.md):
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,3 +104,23 @@ def write_recs(target: Path, users: list[str], lists: list[list[str]]) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return rows
+
+
+def summary_line(
+    library: str, args: Any, params: dict[str, Any], data: PhaseData, rows: int, fit_seconds: float, start: float
+) -> str:
+    """The adapter's one JSON line on stdout, which run.py reads (and keeps in the run's log)."""
+    return json.dumps(
+        {
+            "library": library,
+            "model": args.model,
+            "phase": args.phase,
+            "params": params,
+            "epochs": args.epochs,
+            "users": len(data.users),
+            "rows": rows,
+            "train_interactions": len(data.train),
+            "fit_seconds": round(fit_seconds, 2),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+    )

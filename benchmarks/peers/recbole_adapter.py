@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from peer_io import phase_data, top_k, write_recs
+from peer_io import phase_data, summary_line, top_k, write_recs
 
 SEQUENTIAL = {"SASRec"}
 DATASET = "fr"
@@ -155,19 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             best = top_k(scores, known, args.k)
             lists.extend([[tokens[i] for i in row if i >= 0] for row in best])
     rows = write_recs(args.out, data.users, lists)
-    summary = {
-        "library": "recbole",
-        "model": args.model,
-        "phase": args.phase,
-        "params": params,
-        "epochs": args.epochs,
-        "users": len(data.users),
-        "rows": rows,
-        "train_interactions": len(data.train),
-        "fit_seconds": round(fit_seconds, 2),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    print(json.dumps(summary))
+    print(summary_line("recbole", args, params, data, rows, fit_seconds, start))
     return 0
 
 

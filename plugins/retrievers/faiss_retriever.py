@@ -283,18 +283,20 @@ class FaissRetriever(Retriever):
         if params is None:
             distances, labels = self._searcher(fetch).search(queries, fetch)
         else:  # a selector: the CPU master copy only
-            if self._target is None:
-                self._target = SelectorTarget(self._index)
-            distances, labels = self._target.search(queries, fetch, params)
+            distances, labels = self._selector_target().search(queries, fetch, params)
         scores = -distances if self.metric == "l2" else distances
         scores = np.where(labels < 0, np.float32(-np.inf), scores).astype(np.float32)
         return labels.astype(np.int64), scores
 
-    def _selector_params(self, row: npt.NDArray[np.int64]) -> Any:
-        """Search parameters for :meth:`_raw_search` that exclude the external ids ``row``."""
+    def _selector_target(self) -> SelectorTarget:
+        """The index as selector searches see it, built on first use (and again after any change to the index)."""
         if self._target is None:
             self._target = SelectorTarget(self._index)
-        return self._target.params(row)
+        return self._target
+
+    def _selector_params(self, row: npt.NDArray[np.int64]) -> Any:
+        """Search parameters for :meth:`_raw_search` that exclude the external ids ``row``."""
+        return self._selector_target().params(row)
 
     def _selector_works(self, query: npt.NDArray[np.float32]) -> bool:
         """Probe once per index: a selector excluding ``query``'s nearest item is accepted and honoured."""
@@ -325,16 +327,17 @@ class FaissRetriever(Retriever):
             labels, scores = self._raw_search(q[plain], fetch)
             ids[plain, :fetch], best[plain, :fetch] = labels, scores
         selected = [row for row, banned in enumerate(rows) if len(banned)]
-        if self._target is None:
-            self._target = SelectorTarget(self._index)  # built once, before any worker thread reads it
+        target = self._selector_target()  # built here, before any worker thread reads it
 
         def one(row: int) -> None:
             labels, scores = self._raw_search(q[row : row + 1], fetch, self._selector_params(rows[row]))
             ids[row, :fetch], best[row, :fetch] = labels[0], scores[0]
 
-        # one query per call runs on one core; FAISS releases the GIL, so spread the calls over FAISS's threads
-        # (a batched over-fetch would have spread its queries over them)
-        workers = min(len(selected), faiss_threads())
+        # one query per call runs on one core. A scan of every item (Flat, SQ: the bitmap path) is worth a thread:
+        # FAISS releases the GIL, so those calls are spread over FAISS's threads, as a batched over-fetch would
+        # spread its queries. An IVF or HNSW query takes tens of microseconds, less than handing it to a thread
+        # (benchmarks/retrieval_threads.py), so those stay in this thread.
+        workers = min(len(selected), faiss_threads()) if target.kind == "bitmap" else 1
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(one, selected))
