@@ -154,7 +154,7 @@ def pipeline_text(base: dict[str, Any], patch: dict[str, Any], data_path: Path) 
 
 
 def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[str, Any]:
-    from fusionrec.core.train_run import train_pipeline
+    from fusionrec.core.engine.run_flow import train_pipeline
 
     folder = out / "pipelines"
     folder.mkdir(parents=True, exist_ok=True)

@@ -37,20 +37,20 @@ K = 20
 
 
 def random_row(base_file: Path, seeds: int, bootstrap: int) -> dict[str, Any]:
-    """Seeded uniform scores through :func:`fusionrec.core.evaluation.evaluate` (mean over seeds), and the exact
+    """Seeded uniform scores through :func:`fusionrec.core.engine.evaluation.evaluate` (mean over seeds), and the exact
     expectation: hits in a random top K follow a hypergeometric law, so E[hits] = K·|R|/|C| for a user with |R|
     relevant items among |C| rankable candidates, E[Recall@K] = K/|C| and E[NDCG@K] = (|R|/|C|)·Σ_{i≤K} 1/log2(i+1)
     over the ideal DCG."""
     import numpy as np
     import torch
 
-    from fusionrec.core import data_commands
-    from fusionrec.core.evaluation import evaluate, known_interactions
+    from fusionrec.core.assembly import loading
+    from fusionrec.core.engine.evaluation import evaluate, known_interactions
     from fusionrec.registry import get_registry
 
     registry = get_registry()
-    loaded = data_commands.load(base_file, registry)
-    split = data_commands.run_split(loaded)
+    loaded = loading.load(base_file, registry)
+    split = loading.run_split(loaded)
     n_items = loaded.data.n_items
     out: dict[str, Any] = {}
     for part, candidates in (("valid", split.valid_candidate_items), ("test", split.candidate_items)):

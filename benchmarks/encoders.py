@@ -108,7 +108,7 @@ def bare_loop(model: Any, transform: Any, paths: list[str], channels_last: bool 
 
 def engine(named: Any, paths: list[str], config: Any, root: Path) -> tuple[float, Any]:
     """(b) and (c): fusionrec's extraction of one modality with the cache folder ``root``."""
-    from fusionrec.core.features import extract_modality
+    from fusionrec.core.engine.features import extract_modality
 
     start = time.perf_counter()
     matrix = extract_modality(named, paths, config, root=root)
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     import timm
     import torch
 
-    from fusionrec.core.config import FeaturesConfig
-    from fusionrec.core.features import NamedEncoder
+    from fusionrec.core.assembly.config import FeaturesConfig
+    from fusionrec.core.engine.features import NamedEncoder
     from fusionrec.registry import get_registry
 
     paths = select_posters(args.data.resolve(), args.n)

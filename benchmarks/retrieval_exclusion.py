@@ -3,7 +3,7 @@
 The data and seen lists are those of ``fusionrec bench retrieval`` (synthetic clustered vectors, 50–500 seen items
 per user, half among the user's nearest). For each index the retriever is searched with exclusions through its
 own path (a per-query IDSelector on the CPU) and through its over-fetch path (forced with the private switch the
-benchmark's :func:`~fusionrec.core.bench_retrieval.overfetch_search` uses), all users in one call and one user per
+benchmark's :func:`~fusionrec.core.bench.retrieval.overfetch_search` uses), all users in one call and one user per
 call, in alternating rounds; medians count. The benchmark's own ``measure_exclusion`` (forced over-fetch against
 a raw FAISS IDSelector) runs on the same index too.
 
@@ -24,9 +24,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from fusionrec.core import bench_retrieval as br
-from fusionrec.core.bench_retrieval_data import make_exclusion, synthetic
-from fusionrec.core.bench_timing import alternate
+from fusionrec.core.bench import retrieval as br
+from fusionrec.core.bench.retrieval_data import make_exclusion, synthetic
+from fusionrec.core.bench.timing import alternate
 from fusionrec.registry import get_registry
 
 

@@ -13,7 +13,7 @@ import time
 import faiss
 import numpy as np
 
-from fusionrec.plugins.retrievers.faiss_retriever import FaissRetriever
+from fusionrec.plugins.retrievers.faiss_impl import FaissRetriever
 
 
 def main() -> None:

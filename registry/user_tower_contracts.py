@@ -43,8 +43,8 @@ def left_pad(items: list[torch.Tensor], length: int, dim: int, fill: float = 0.0
 def user_tower_contract(registry: Registry, spec: ComponentSpec, context: Mapping[str, Any]) -> Any:
     import torch
 
-    from fusionrec.core.persist import load_module, save_module
     from fusionrec.core.user_tower import UserTower
+    from fusionrec.registry.persist import load_module, save_module
 
     label = f"user tower {spec.type!r}"
     item_dim, n_users = int(context["item_dim"]), int(context["n_users"])

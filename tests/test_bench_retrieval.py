@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
-from fusionrec.core import bench_retrieval as br
 from fusionrec.core import cli
-from fusionrec.core.bench_retrieval_data import ID_OFFSET, Dataset, make_exclusion, synthetic
-from fusionrec.core.bench_timing import alternate, calls_for, paired_calls
+from fusionrec.core.bench import retrieval as br
+from fusionrec.core.bench.retrieval_data import ID_OFFSET, Dataset, make_exclusion, synthetic
+from fusionrec.core.bench.timing import alternate, calls_for, paired_calls
 from fusionrec.core.errors import FusionrecError
 
 # --threads 1: two OpenMP threads on a busy 2-core machine wait on each other for a time slice per single query

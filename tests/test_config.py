@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from plugin_sources import TinyPlugin
 
-from fusionrec.core.config import (
+from fusionrec.core.assembly.config import (
     PipelineSpec,
     TrainConfig,
     dump_pipeline,
@@ -240,7 +240,7 @@ def test_quickstart_pipeline_is_valid() -> None:
 def test_feature_workers_default_to_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from fusionrec.core.config import FeaturesConfig
+    from fusionrec.core.assembly.config import FeaturesConfig
 
     assert FeaturesConfig(num_workers=3).workers() == 3
     for cpus, expected in ((1, 0), (2, 0), (4, 2), (16, 4)):

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from fusionrec.core.data import SplitData
+from fusionrec.core.engine.evaluation import EvalResult, bootstrap_ci, evaluate, known_interactions, top_k
 from fusionrec.core.errors import ConfigError, FusionrecError, UnknownComponentError
-from fusionrec.core.evaluation import EvalResult, bootstrap_ci, evaluate, known_interactions, top_k
 from fusionrec.registry import get_registry
 from fusionrec.registry.data_contracts import toy_data
 
@@ -414,7 +414,7 @@ def test_scores_on_the_gpu_give_the_same_results() -> None:
 
 
 def test_pipelines_validate_the_built_in_metric_names() -> None:
-    from fusionrec.core.config import EvaluateConfig, parse_pipeline
+    from fusionrec.core.assembly.config import EvaluateConfig, parse_pipeline
 
     spec = parse_pipeline("fusionrec: 1\nevaluate: {}\n", registry=get_registry())  # the defaults are checked too
     assert spec.evaluate == EvaluateConfig()

@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 import pytest
 
-from fusionrec.plugins.retrievers.faiss_retriever import FaissRetriever
+from fusionrec.plugins.retrievers.faiss_impl import FaissRetriever
 from fusionrec.registry import get_registry
 
 N, DIM, K = 2000, 16, 10
@@ -205,7 +205,7 @@ def test_an_index_that_rejects_a_selector_falls_back_to_over_fetching(
 ) -> None:
     retriever = build(index)
     exclude = exclusions(retriever)
-    with caplog.at_level(logging.DEBUG, logger="fusionrec.plugins.retrievers.faiss_retriever"):
+    with caplog.at_level(logging.DEBUG, logger="fusionrec.plugins.retrievers.faiss_impl"):
         found = retriever.search(QUERIES, K, exclude=exclude)
     assert retriever.exclusion_path == "overfetch"
     assert "takes no IDSelector" in caplog.text
@@ -220,7 +220,7 @@ def test_an_index_that_ignores_its_selector_falls_back_to_over_fetching(
     monkeypatch.setattr(FaissRetriever, "_selector_params", lambda self, row: faiss.SearchParameters())
     retriever = build()
     exclude = exclusions(retriever)
-    with caplog.at_level(logging.DEBUG, logger="fusionrec.plugins.retrievers.faiss_retriever"):
+    with caplog.at_level(logging.DEBUG, logger="fusionrec.plugins.retrievers.faiss_impl"):
         found = retriever.search(QUERIES, K, exclude=exclude)
     assert retriever.exclusion_path == "overfetch" and "ignores its IDSelector" in caplog.text
     for row, banned in enumerate(exclude):
@@ -244,7 +244,7 @@ def test_a_gpu_index_over_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_exhaustive_selector_calls_spread_over_faiss_threads_and_all_give_the_same_result(
     index: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fusionrec.plugins.retrievers.faiss_retriever as module
+    import fusionrec.plugins.retrievers.faiss_impl as module
 
     retriever = build(index, search="nprobe=4" if index.startswith("IVF") else "")
     rows = exclusions(retriever)

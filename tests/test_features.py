@@ -17,13 +17,14 @@ from data_fixtures import jpeg
 from PIL import Image
 from pydantic import Field
 
-from fusionrec.core import cli, feature_cache
-from fusionrec.core import features as fe
-from fusionrec.core.config import FeaturesConfig
+from fusionrec.core import cli
+from fusionrec.core.assembly.config import FeaturesConfig
 from fusionrec.core.data import InteractionData
 from fusionrec.core.encoder import Encoder
+from fusionrec.core.engine import feature_cache
+from fusionrec.core.engine import features as fe
+from fusionrec.core.engine.feature_cache import FeatureStore
 from fusionrec.core.errors import ConfigError, FusionrecError
-from fusionrec.core.feature_cache import FeatureStore
 from fusionrec.core.params import Params
 from fusionrec.registry import Registry, hookimpl
 from fusionrec.registry.testing import PluginInstaller, make_registry
@@ -335,9 +336,9 @@ def test_trainable_encoders_are_encoded_on_demand_never_cached(tmp_path: Path, r
     pipeline = write_catalogue(tmp_path, encoders="{text: {type: test.hash_text, trainable: true}}")
     skipped = report(features(pipeline, registry), "text")  # fusionrec features: training computes them
     assert skipped.skipped and skipped.encoded == 0
-    from fusionrec.core import data_commands
+    from fusionrec.core.assembly import loading
 
-    loaded = data_commands.load(pipeline, registry)
+    loaded = loading.load(pipeline, registry)
     matrices, reports = fe.extract(loaded.data, fe.build_encoders(loaded.spec, registry), loaded.spec.features)
     assert reports[0].encoded == 5 and reports[0].store is None
     np.testing.assert_array_equal(matrices["text"].vectors[0], text_vector(TITLES[0]))

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from fusionrec.core import cli
-from fusionrec.core.fetch import KNOWN, DownloadError, KnownDataset, fetch, fetch_dataset, part_path, unsafe_entry
+from fusionrec.core.engine.fetch import (
+    KNOWN,
+    DownloadError,
+    KnownDataset,
+    fetch,
+    fetch_dataset,
+    part_path,
+    unsafe_entry,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = ("ratings.csv", "movies.csv", "tags.csv", "links.csv", "README.txt")

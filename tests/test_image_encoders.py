@@ -22,10 +22,10 @@ from PIL import Image, ImageOps
 from pydantic import ValidationError
 
 from fusionrec.core.errors import ConfigError
-from fusionrec.plugins.encoders.cnn_encoder import CnnEncoder
+from fusionrec.plugins.encoders.cnn_impl import CnnEncoder
 from fusionrec.plugins.encoders.encoder_files import STATE
-from fusionrec.plugins.encoders.timm_encoder import TimmEncoder, create_network
-from fusionrec.plugins.encoders.timm_image import PACKAGED_WEIGHTS, TimmParams
+from fusionrec.plugins.encoders.timm import PACKAGED_WEIGHTS, TimmParams
+from fusionrec.plugins.encoders.timm_impl import TimmEncoder, create_network
 from fusionrec.plugins.encoders.timm_weights import packaged_weight_file
 from fusionrec.registry import get_registry
 from fusionrec.registry.testing import check_component

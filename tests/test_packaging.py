@@ -105,7 +105,10 @@ def test_non_editable_install_has_no_top_level_core_plugins_registry(tmp_path: P
     assert "fusionrec = fusionrec.registry.testing" in entry_points
 
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import fusionrec.core.cli as c, fusionrec.plugins.fusers.nets as n; print(c.__file__); print(n.__file__)"
+    code = (
+        "import fusionrec.core.cli as c, fusionrec.plugins.fusers.attention_impl as n;"
+        " print(c.__file__); print(n.__file__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     for line in result.stdout.split():
         assert line.startswith(str(target)), f"imported from outside the install: {line}"

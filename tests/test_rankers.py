@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusionrec.core.config import dumps_pipeline, parse_pipeline
+from fusionrec.core.assembly.config import dumps_pipeline, parse_pipeline
 from fusionrec.core.errors import DataError, FusionrecError
 from fusionrec.core.ranking import Ranker, RankingFeatures
-from fusionrec.plugins.rankers.classifiers import ClassifierRanker, LogisticRanker, MLPRanker, NotFittedError
+from fusionrec.plugins.rankers.classifier_impl import ClassifierRanker, LogisticRanker, MLPRanker, NotFittedError
 from fusionrec.registry import get_registry
 from fusionrec.registry.ranker_contracts import auc, synthetic_pairs
 from fusionrec.registry.testing import check_component

@@ -10,7 +10,7 @@ import pytest
 from train_fixtures import write_pipeline
 
 from fusionrec.core.cli import main
-from fusionrec.core.recommend import open_run
+from fusionrec.core.engine.recommend import open_run
 from fusionrec.registry import get_registry
 
 PIPELINE_EXTRA = "retriever: {type: faiss, index: Flat, metric: ip}\nranker: {type: logistic, epochs: 20}\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from plugin_sources import TinyPlugin
 
+from fusionrec.core.assembly.config import COMPONENT_SECTIONS
 from fusionrec.core.cli import main
-from fusionrec.core.config import COMPONENT_SECTIONS
 from fusionrec.registry import KINDS, get_registry
 from fusionrec.registry.reference import (
     SECTIONS,

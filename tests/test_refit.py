@@ -11,13 +11,13 @@ import pytest
 import torch
 from train_fixtures import write_pipeline
 
+from fusionrec.core.assembly.config import parse_pipeline
 from fusionrec.core.cli import main
-from fusionrec.core.config import parse_pipeline
+from fusionrec.core.engine.run_flow import build_two_tower, prepare, train_pipeline
+from fusionrec.core.engine.rundir import RunDir
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.model import FitContext, Model
-from fusionrec.core.rundir import RunDir
-from fusionrec.core.train_run import build_two_tower, prepare, train_pipeline
-from fusionrec.plugins.models.itemknn import ItemKNNModel
+from fusionrec.plugins.models.itemknn_impl import ItemKNNModel
 from fusionrec.registry import Registry, get_registry, hookimpl
 from fusionrec.registry.model_contracts import fit_context, planted_data
 from fusionrec.registry.testing import check_component

@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from fusionrec.core.config import parse_pipeline
+from fusionrec.core.assembly.config import parse_pipeline
 from fusionrec.core.errors import ConfigError, DataError
 from fusionrec.core.retrieval import Retriever
 from fusionrec.registry import get_registry
@@ -219,13 +219,13 @@ def test_gpu_search_matches_cpu_search_and_saves_a_cpu_index(tmp_path: Path) -> 
 
 
 def test_the_plugin_module_does_not_import_faiss() -> None:
-    code = "import sys, fusionrec.plugins.retrievers.faiss_index as m; print('faiss' in sys.modules)"
+    code = "import sys, fusionrec.plugins.retrievers.faiss as m; print('faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_the_contract_catches_a_retriever_that_ignores_exclusion(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fusionrec.plugins.retrievers.exact_retriever import ExactRetriever
+    from fusionrec.plugins.retrievers.exact_impl import ExactRetriever
 
     original = ExactRetriever.search
 
@@ -239,7 +239,7 @@ def test_the_contract_catches_a_retriever_that_ignores_exclusion(monkeypatch: py
 
 def test_the_contract_catches_unsorted_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     from fusionrec.core.retrieval import SearchResult
-    from fusionrec.plugins.retrievers.exact_retriever import ExactRetriever
+    from fusionrec.plugins.retrievers.exact_impl import ExactRetriever
 
     original = ExactRetriever.search
 

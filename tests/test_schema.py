@@ -13,10 +13,10 @@ import yaml
 from doc_blocks import blocks, pipeline_blocks
 from plugin_sources import TinyPlugin
 
+from fusionrec.core.assembly.config import SECTIONS, parse_pipeline
+from fusionrec.core.assembly.schema import DIALECT, pipeline_schema
 from fusionrec.core.cli import main
-from fusionrec.core.config import SECTIONS, parse_pipeline
 from fusionrec.core.errors import ConfigError
-from fusionrec.core.schema import DIALECT, pipeline_schema
 from fusionrec.registry import get_registry
 from fusionrec.registry.testing import make_registry
 

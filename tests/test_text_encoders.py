@@ -122,7 +122,7 @@ def test_the_module_switches_the_hub_off_even_after_huggingface_hub_was_imported
     code = (
         "import os, huggingface_hub.constants as c\n"
         "assert not c.HF_HUB_OFFLINE\n"
-        "import fusionrec.plugins.encoders.sentence_transformer_encoder\n"
+        "import fusionrec.plugins.encoders.sentence_transformer_impl\n"
         "print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'])\n"
         "print(c.HF_HUB_OFFLINE, c.is_offline_mode())\n"
     )

@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 from train_fixtures import GENRES, write_catalogue
 
-from fusionrec.core import features as fe
-from fusionrec.core.config import FeaturesConfig
-from fusionrec.core.encoder_inputs import Coded, EncoderInputs, compact, expand, prepare_inputs
-from fusionrec.core.rundir import RunDir
-from fusionrec.core.train_run import Prepared, train_pipeline
-from fusionrec.core.two_tower import ItemTower
-from fusionrec.plugins.encoders.cnn_encoder import CnnEncoder
-from fusionrec.plugins.encoders.rnn_encoder import RNNEncoder
+from fusionrec.core.assembly.config import FeaturesConfig
+from fusionrec.core.engine import features as fe
+from fusionrec.core.engine.encoder_inputs import Coded, EncoderInputs, compact, expand, prepare_inputs
+from fusionrec.core.engine.run_flow import Prepared, train_pipeline
+from fusionrec.core.engine.rundir import RunDir
+from fusionrec.core.engine.two_tower import ItemTower
+from fusionrec.plugins.encoders.cnn_impl import CnnEncoder
+from fusionrec.plugins.encoders.rnn_impl import RNNEncoder
 from fusionrec.registry import get_registry
 
 COLOURS = ((200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40))

@@ -15,8 +15,8 @@ import pytest
 from train_fixtures import write_pipeline
 
 from fusionrec.core.cli import main
-from fusionrec.core.rundir import RunDir
-from fusionrec.core.train_run import train_pipeline
+from fusionrec.core.engine.run_flow import train_pipeline
+from fusionrec.core.engine.rundir import RunDir
 from fusionrec.registry import get_registry
 
 

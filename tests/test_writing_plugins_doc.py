@@ -34,9 +34,9 @@ import pytest
 import yaml
 from doc_blocks import Block, blocks
 
-from fusionrec.core.config import parse_pipeline
+from fusionrec.core.assembly.config import parse_pipeline
+from fusionrec.core.assembly.schema import pipeline_schema
 from fusionrec.core.errors import ConfigError
-from fusionrec.core.schema import pipeline_schema
 from fusionrec.registry import build_plugin_manager, build_registry
 from fusionrec.registry.scaffold import KIND_TEMPLATES
 

@@ -4,7 +4,7 @@ Runs in fusionrec's venv:
 
     .venv/bin/python benchmarks/peers/export_features.py examples/movielens-small.yaml --out image.npz
 
-Loads the pipeline's data and features through :func:`fusionrec.core.features.pipeline_features` (the cache the
+Loads the pipeline's data and features through :func:`fusionrec.core.engine.features.pipeline_features` (the cache the
 pipeline's own runs use: a warm cache encodes nothing) and writes one ``.npz`` holding ``vectors`` (``(n_items,
 dim)`` float32, in fusionrec's internal item order, zero where absent), ``present`` (bool) and ``item_ids`` (the
 original ids, as strings).
@@ -23,13 +23,13 @@ import numpy as np
 
 def export(pipeline: Path, out: Path, modality: str = "image") -> dict[str, object]:
     """Write ``modality``'s features of ``pipeline`` to ``out`` (.npz); returns a summary."""
-    from fusionrec.core import data_commands
-    from fusionrec.core.features import pipeline_features
+    from fusionrec.core.assembly import loading
+    from fusionrec.core.engine.features import pipeline_features
     from fusionrec.core.io import atomic_write
     from fusionrec.registry import get_registry
 
     registry = get_registry()
-    loaded = data_commands.load(pipeline, registry)
+    loaded = loading.load(pipeline, registry)
     run = pipeline_features(loaded, registry)
     if modality not in run.matrices:
         raise SystemExit(f"{pipeline}: no '{modality}' features; the pipeline encodes {sorted(run.matrices)}")

@@ -12,7 +12,7 @@ What it does:
 2. exports the image features from fusionrec's feature cache (``OUT/image.npz``, export_features.py) for VBPR;
 3. for each peer model and each setting of its small grid, runs the adapter in the peer's venv (trained on train,
    lists for the validation users, train items masked) and scores the list on validation with
-   :func:`fusionrec.core.evaluation.evaluate` (score.py); keeps the setting with the best validation Recall@20;
+   :func:`fusionrec.core.engine.evaluation.evaluate` (score.py); keeps the setting with the best validation Recall@20;
 4. retrains that setting on train + valid, lists for the test users (train and valid items masked), scores test;
 5. writes ``peers.json`` (every run: settings, metrics, 95% bootstrap intervals, protocol, seconds) and
    ``peers.md`` (the table) into ``--out``.
@@ -175,15 +175,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown model(s) {sorted(unknown)}; available: {[':'.join(m) for m in GRIDS]}")
         wanted = [m for m in GRIDS if m in names]
 
-    from fusionrec.core import data_commands
+    from fusionrec.core.assembly import loading
     from fusionrec.core.io import atomic_write_text
     from fusionrec.registry import get_registry
 
     start = time.perf_counter()
-    loaded = data_commands.load(args.pipeline, get_registry())
-    split = data_commands.run_split(loaded)
+    loaded = loading.load(args.pipeline, get_registry())
+    split = loading.run_split(loaded)
     split_dir = out / "split"
-    manifest = data_commands.write_split(loaded, split, split_dir, args.pipeline)
+    manifest = loading.write_split(loaded, split, split_dir, args.pipeline)
     counts = scoring.compare_parts(split_dir, scoring.expected_parts(loaded.data, split))
     print(f"split → {split_dir}: {counts}", flush=True)
     if any(lib == "cornac" and model == "VBPR" for lib, model in wanted):
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"features → {json.dumps(export(args.pipeline, out / 'image.npz'))}", flush=True)
     assert loaded.spec.data is not None
-    spec = data_commands.split_spec(loaded.dataset, loaded.spec)
+    spec = loading.split_spec(loaded.dataset, loaded.spec)
     protocol = {"dataset": loaded.spec.data.type, "split": spec.to_dict() if spec is not None else None}
     data = loaded.data
 

@@ -8,7 +8,8 @@ Runs in fusionrec's venv:
 The split is loaded through the pipeline (the same loader and split fusionrec's runs use), and the exported
 folder the peer trained on (``fusionrec data split --out SPLIT_DIR``) is first checked row by row against it: a
 list scored against another split would be meaningless. The recs CSV (``userId,itemId,rank``, original ids) is
-turned into a score function for :func:`fusionrec.core.evaluation.evaluate`: a listed item scores ``K + 1 − rank``,
+turned into a score function for :func:`fusionrec.core.engine.evaluation.evaluate`: a listed item scores
+``K + 1 − rank``,
 every other item −∞ (never recommended). So the masking, the relevant items, the evaluated users and the metrics
 are exactly fusionrec's (docs/evaluation.md): an evaluated user without a list scores 0, and a listed item the
 user already knew is masked by the engine (and counted here as ``listed_known``).
@@ -142,7 +143,7 @@ def score_recs(
     protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``recs`` on ``part`` with fusionrec's engine; the result's dict plus list facts."""
-    from fusionrec.core.evaluation import evaluate, known_interactions
+    from fusionrec.core.engine.evaluation import evaluate, known_interactions
 
     result = evaluate(
         score_fn(recs, n_items),
@@ -172,16 +173,16 @@ def score_recs(
 
 def load_pipeline_split(pipeline: Path) -> tuple[Any, Any, dict[str, Any]]:
     """Load ``pipeline``'s data and run its split; returns ``(data, split, protocol entries)``."""
-    from fusionrec.core import data_commands
+    from fusionrec.core.assembly import loading
     from fusionrec.registry import get_registry
 
-    loaded = data_commands.load(pipeline, get_registry())
-    split = data_commands.run_split(loaded)
+    loaded = loading.load(pipeline, get_registry())
+    split = loading.run_split(loaded)
     assert loaded.spec.data is not None
-    spec = data_commands.split_spec(loaded.dataset, loaded.spec)
+    spec = loading.split_spec(loaded.dataset, loaded.spec)
     protocol = {
         "dataset": loaded.spec.data.type,
-        "split": spec.to_dict() if spec is not None else data_commands.split_name(loaded),
+        "split": spec.to_dict() if spec is not None else loading.split_name(loaded),
     }
     return loaded.data, split, protocol
 

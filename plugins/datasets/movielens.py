@@ -53,4 +53,4 @@ class MovieLensParams(Params):
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("movielens", "fusionrec.plugins.datasets.movielens_loader:MovieLens", params=MovieLensParams)
+    register("movielens", "fusionrec.plugins.datasets.movielens_impl:MovieLens", params=MovieLensParams)

@@ -92,4 +92,4 @@ class TableParams(Params):
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    register("table", "fusionrec.plugins.datasets.table_loader:TableDataset", params=TableParams)
+    register("table", "fusionrec.plugins.datasets.table_impl:TableDataset", params=TableParams)

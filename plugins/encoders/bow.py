@@ -35,4 +35,4 @@ class BowParams(Params):
 
 @hookimpl
 def register_encoders(register: Register) -> None:
-    register("bow", "fusionrec.plugins.encoders.bow_encoder:BowEncoder", params=BowParams)
+    register("bow", "fusionrec.plugins.encoders.bow_impl:BowEncoder", params=BowParams)

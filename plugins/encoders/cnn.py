@@ -1,6 +1,6 @@
 """The ``cnn`` image encoder plugin: a small convolutional network trained end to end (the seed's f_CNN).
 
-This module stays light (no torch import); the encoder is :class:`fusionrec.plugins.encoders.cnn_encoder.CnnEncoder`.
+This module stays light (no torch import); the encoder is :class:`fusionrec.plugins.encoders.cnn_impl.CnnEncoder`.
 """
 
 from __future__ import annotations
@@ -47,4 +47,4 @@ class CnnParams(Params):
 
 @hookimpl
 def register_encoders(register: Register) -> None:
-    register("cnn", "fusionrec.plugins.encoders.cnn_encoder:CnnEncoder", params=CnnParams)
+    register("cnn", "fusionrec.plugins.encoders.cnn_impl:CnnEncoder", params=CnnParams)

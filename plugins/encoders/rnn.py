@@ -58,4 +58,4 @@ class RNNParams(Params):
 
 @hookimpl
 def register_encoders(register: Register) -> None:
-    register("rnn", "fusionrec.plugins.encoders.rnn_encoder:RNNEncoder", params=RNNParams)
+    register("rnn", "fusionrec.plugins.encoders.rnn_impl:RNNEncoder", params=RNNParams)

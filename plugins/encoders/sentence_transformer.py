@@ -45,6 +45,6 @@ class SentenceTransformerParams(Params):
 def register_encoders(register: Register) -> None:
     register(
         "sentence_transformer",
-        "fusionrec.plugins.encoders.sentence_transformer_encoder:SentenceTransformerEncoder",
+        "fusionrec.plugins.encoders.sentence_transformer_impl:SentenceTransformerEncoder",
         params=SentenceTransformerParams,
     )

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fusionrec.core.errors import ConfigError
-from fusionrec.plugins.encoders.timm_image import PACKAGED_WEIGHTS
+from fusionrec.plugins.encoders.timm import PACKAGED_WEIGHTS
 
 EXAMPLES = 3
 """How many mismatching keys an error message shows."""

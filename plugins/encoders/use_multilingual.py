@@ -31,6 +31,6 @@ class UseMultilingualParams(Params):
 def register_encoders(register: Register) -> None:
     register(
         "use_multilingual",
-        "fusionrec.plugins.encoders.use_encoder:UseMultilingualEncoder",
+        "fusionrec.plugins.encoders.use_multilingual_impl:UseMultilingualEncoder",
         params=UseMultilingualParams,
     )

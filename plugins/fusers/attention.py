@@ -20,4 +20,4 @@ class AttentionParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("attention", "fusionrec.plugins.fusers.nets:AttentionFuser", params=AttentionParams)
+    register("attention", "fusionrec.plugins.fusers.attention_impl:AttentionFuser", params=AttentionParams)

@@ -20,4 +20,4 @@ class ConcatParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("concat", "fusionrec.plugins.fusers.nets:ConcatFuser", params=ConcatParams)
+    register("concat", "fusionrec.plugins.fusers.concat_impl:ConcatFuser", params=ConcatParams)

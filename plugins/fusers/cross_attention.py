@@ -26,4 +26,8 @@ class CrossAttentionParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("cross_attention", "fusionrec.plugins.fusers.more_nets:CrossAttentionFuser", params=CrossAttentionParams)
+    register(
+        "cross_attention",
+        "fusionrec.plugins.fusers.cross_attention_impl:CrossAttentionFuser",
+        params=CrossAttentionParams,
+    )

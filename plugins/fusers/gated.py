@@ -20,4 +20,4 @@ class GatedParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("gated", "fusionrec.plugins.fusers.more_nets:GatedFuser", params=GatedParams)
+    register("gated", "fusionrec.plugins.fusers.gated_impl:GatedFuser", params=GatedParams)

@@ -17,4 +17,4 @@ class LowRankParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("low_rank", "fusionrec.plugins.fusers.more_nets:LowRankFuser", params=LowRankParams)
+    register("low_rank", "fusionrec.plugins.fusers.low_rank_impl:LowRankFuser", params=LowRankParams)

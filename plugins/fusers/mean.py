@@ -16,4 +16,4 @@ class MeanParams(Params):
 
 @hookimpl
 def register_fusers(register: Register) -> None:
-    register("mean", "fusionrec.plugins.fusers.more_nets:MeanFuser", params=MeanParams)
+    register("mean", "fusionrec.plugins.fusers.mean_impl:MeanFuser", params=MeanParams)

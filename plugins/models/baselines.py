@@ -78,8 +78,8 @@ class VBPRParams(BPRTrainingParams):
 
 @hookimpl
 def register_models(register: Register) -> None:
-    register("popularity", "fusionrec.plugins.models.popularity:PopularityModel", params=PopularityParams)
-    register("itemknn", "fusionrec.plugins.models.itemknn:ItemKNNModel", params=ItemKNNParams)
-    register("bpr_mf", "fusionrec.plugins.models.bpr:BPRMFModel", params=BPRMFParams)
-    register("lightgcn", "fusionrec.plugins.models.lightgcn:LightGCNModel", params=LightGCNParams)
-    register("vbpr", "fusionrec.plugins.models.vbpr:VBPRModel", params=VBPRParams)
+    register("popularity", "fusionrec.plugins.models.popularity_impl:PopularityModel", params=PopularityParams)
+    register("itemknn", "fusionrec.plugins.models.itemknn_impl:ItemKNNModel", params=ItemKNNParams)
+    register("bpr_mf", "fusionrec.plugins.models.bpr_impl:BPRMFModel", params=BPRMFParams)
+    register("lightgcn", "fusionrec.plugins.models.lightgcn_impl:LightGCNModel", params=LightGCNParams)
+    register("vbpr", "fusionrec.plugins.models.vbpr_impl:VBPRModel", params=VBPRParams)

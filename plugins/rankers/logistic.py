@@ -22,4 +22,4 @@ class LogisticParams(Params):
 
 @hookimpl
 def register_rankers(register: Register) -> None:
-    register("logistic", "fusionrec.plugins.rankers.classifiers:LogisticRanker", params=LogisticParams)
+    register("logistic", "fusionrec.plugins.rankers.classifier_impl:LogisticRanker", params=LogisticParams)

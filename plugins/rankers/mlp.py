@@ -28,4 +28,4 @@ class MLPParams(Params):
 
 @hookimpl
 def register_rankers(register: Register) -> None:
-    register("mlp", "fusionrec.plugins.rankers.classifiers:MLPRanker", params=MLPParams)
+    register("mlp", "fusionrec.plugins.rankers.classifier_impl:MLPRanker", params=MLPParams)

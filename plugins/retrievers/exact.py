@@ -25,4 +25,4 @@ class ExactParams(Params):
 
 @hookimpl
 def register_retrievers(register: Register) -> None:
-    register("exact", "fusionrec.plugins.retrievers.exact_retriever:ExactRetriever", params=ExactParams)
+    register("exact", "fusionrec.plugins.retrievers.exact_impl:ExactRetriever", params=ExactParams)

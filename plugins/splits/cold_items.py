@@ -29,4 +29,4 @@ class ColdItemsParams(Params):
 
 @hookimpl
 def register_splits(register: Register) -> None:
-    register("cold_items", "fusionrec.plugins.splits.protocols:ColdItemsSplit", params=ColdItemsParams)
+    register("cold_items", "fusionrec.plugins.splits.protocols_impl:ColdItemsSplit", params=ColdItemsParams)

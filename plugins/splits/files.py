@@ -46,4 +46,4 @@ class FilesParams(Params):
 
 @hookimpl
 def register_splits(register: Register) -> None:
-    register("files", "fusionrec.plugins.splits.files_loader:FilesSplit", params=FilesParams)
+    register("files", "fusionrec.plugins.splits.files_impl:FilesSplit", params=FilesParams)

@@ -53,6 +53,6 @@ class LeaveLastOutParams(Params):
 
 @hookimpl
 def register_splits(register: Register) -> None:
-    register("temporal", "fusionrec.plugins.splits.protocols:TemporalSplit", params=TemporalParams)
-    register("random", "fusionrec.plugins.splits.protocols:RandomSplit", params=RandomParams)
-    register("leave_last_out", "fusionrec.plugins.splits.protocols:LeaveLastOutSplit", params=LeaveLastOutParams)
+    register("temporal", "fusionrec.plugins.splits.protocols_impl:TemporalSplit", params=TemporalParams)
+    register("random", "fusionrec.plugins.splits.protocols_impl:RandomSplit", params=RandomParams)
+    register("leave_last_out", "fusionrec.plugins.splits.protocols_impl:LeaveLastOutSplit", params=LeaveLastOutParams)

@@ -1,8 +1,8 @@
 """The built-in user towers plugin: ``mean``, ``attention_pool``, ``gru``, ``transformer`` and ``id``.
 
 This module stays light (parameter models and one hook); the torch implementations are lazy factories in
-:mod:`~fusionrec.plugins.user_towers.pooling`, :mod:`~fusionrec.plugins.user_towers.recurrent` and
-:mod:`~fusionrec.plugins.user_towers.sasrec`, imported only when a pipeline builds one.
+:mod:`~fusionrec.plugins.user_towers.pooling_impl`, :mod:`~fusionrec.plugins.user_towers.recurrent_impl` and
+:mod:`~fusionrec.plugins.user_towers.sasrec_impl`, imported only when a pipeline builds one.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ class IdParams(Params):
 
 @hookimpl
 def register_user_towers(register: Register) -> None:
-    register("mean", f"{PACKAGE}.pooling:MeanTower", params=MeanParams)
-    register("attention_pool", f"{PACKAGE}.pooling:AttentionPoolTower", params=AttentionPoolParams)
-    register("gru", f"{PACKAGE}.recurrent:GruTower", params=GruParams)
-    register("transformer", f"{PACKAGE}.sasrec:TransformerTower", params=TransformerParams)
-    register("id", f"{PACKAGE}.pooling:IdTower", params=IdParams)
+    register("mean", f"{PACKAGE}.pooling_impl:MeanTower", params=MeanParams)
+    register("attention_pool", f"{PACKAGE}.pooling_impl:AttentionPoolTower", params=AttentionPoolParams)
+    register("gru", f"{PACKAGE}.recurrent_impl:GruTower", params=GruParams)
+    register("transformer", f"{PACKAGE}.sasrec_impl:TransformerTower", params=TransformerParams)
+    register("id", f"{PACKAGE}.pooling_impl:IdTower", params=IdParams)

@@ -18,7 +18,7 @@ import torch
 from fusionrec_gmu.fuser import GatedMultimodalUnit
 from fusionrec_gmu.plugin import GatedUnitParams
 
-from fusionrec.core.config import parse_pipeline
+from fusionrec.core.assembly.config import parse_pipeline
 from fusionrec.core.errors import ConfigError
 from fusionrec.registry import Registry
 from fusionrec.registry.testing import check_component

@@ -1,0 +1,696 @@
+"""The ``fusionrec`` command line.
+
+A user error (a bad pipeline file, bad data, a broken plugin) prints one clear message and exits 2; a bug prints
+one line asking for ``--debug``, which shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fusionrec.core.errors import FusionrecError
+from fusionrec.registry import KINDS, Registry, get_registry
+
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+
+# Piped output is read by scripts: give tables room instead of rich's 80-column default.
+_WIDE = "COLUMNS" not in os.environ
+out = Console(highlight=False, soft_wrap=True, width=200 if _WIDE and not sys.stdout.isatty() else None)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=200 if _WIDE and not sys.stderr.isatty() else None)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusionrec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(_version(), "--version", prog_name="fusionrec")
+@click.option("--debug", is_flag=True, help="Show full tracebacks (also FUSIONREC_DEBUG=1).")
+def cli(debug: bool) -> None:
+    """fusionrec: multimodal fusion recommenders assembled from YAML pipelines and plugins."""
+
+
+@cli.group("plugins", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List installed plugins, where they come from and what they register."""
+    if ctx.invoked_subcommand is not None:
+        return
+    registry = get_registry()
+    records = list(registry.plugins.values())
+    if as_json:
+        rows = [
+            {
+                "name": p.name,
+                "source": p.source,
+                "distribution": p.distribution,
+                "version": p.version,
+                "components": p.components,
+                "error": p.error,
+                "blocked": p.blocked,
+            }
+            for p in records
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="fusionrec plugins", title_justify="left")
+    for column in ("plugin", "source", "distribution", "components"):
+        table.add_column(column, overflow="fold")
+    for p in records:
+        what = ", ".join(p.components) if p.loaded else f"[red]{escape(p.status)}[/red]"
+        dist = f"{p.distribution} {p.version or ''}".strip() if p.distribution else "-"
+        table.add_row(escape(p.name), p.source, escape(dist), what or "-")
+    out.print(table)
+    _warn_failed(registry)
+
+
+@plugins_cmd.command("info")
+@click.argument("name")
+def plugins_info(name: str) -> None:
+    """Show a component's parameters (NAME, or KIND:NAME), or what a plugin registers (its name)."""
+    from fusionrec.core.errors import did_you_mean
+    from fusionrec.registry.reference import describe_component
+
+    registry = get_registry()
+    found = registry.find(name)
+    if not found and name in registry.plugins:
+        record = registry.plugins[name]
+        found = [info for ref in record.components for info in registry.find(ref)]
+    if not found:
+        every = sorted({n for t in registry.tables.values() for n in t} | set(registry.plugins))
+        raise FusionrecError(
+            f"no component or plugin called {name!r}.{did_you_mean(name, every)} `fusionrec plugins` lists them."
+        )
+    for info in found:
+        doc = describe_component(info, registry)  # the same description as the component reference
+        out.print(f"[bold]{doc.kind} '{escape(doc.name)}'[/bold]  from plugin {escape(doc.origin)}")
+        for line in (doc.summary, doc.details, f"In a pipeline: {doc.usage}"):
+            if line:
+                out.print(line, markup=False)
+        if not doc.params:
+            out.print("  (no parameters)\n")
+            continue
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("parameter", "type", "default", "constraints", "description"):
+            table.add_column(column, overflow="fold")
+        for p in doc.params:
+            default = "[bold](required)[/bold]" if p.required else escape(p.default or "")
+            table.add_row(
+                *(escape(text) for text in (p.name, p.type)), default, escape(p.constraints), escape(p.description)
+            )
+        out.print(table)
+        out.print()
+
+
+@plugins_cmd.command("new")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.name for kind in KINDS]),
+    default="fuser",
+    show_default=True,
+    help="Kind of the component the package provides.",
+)
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    help="Folder to create the package in (default: the current one).",
+)
+def plugins_new(name: str, kind: str, dest: Path) -> None:
+    """Create fusionrec-NAME: a ready plugin package with one working component of KIND, tests and a README.
+
+    NAME (a lower-case identifier) becomes the entry point, the component prefix (NAME.…), the module
+    fusionrec_NAME and the distribution fusionrec-NAME. An existing folder is never overwritten.
+    """
+    from fusionrec.registry.scaffold import create_plugin, variables
+
+    folder = create_plugin(name, kind, dest)
+    values = variables(name, kind)
+    out.print(f"created {folder} with the {values['kind_words']} {values['component']}:", markup=False)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        out.print(f"  {path}", markup=False)
+    out.print(f"next: pip install -e {folder} && python -m pytest {folder / 'tests'}", markup=False)
+
+
+@plugins_cmd.command("reference")
+@click.option(
+    "--builtin-only",
+    is_flag=True,
+    help="Only fusionrec's built-in components; installed plugins are not loaded (docs/components.md).",
+)
+@click.option("--plugin", "plugins", multiple=True, help="Only this plugin's components (repeatable).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file.")
+@click.option("--check", is_flag=True, help="Write nothing; fail when the --out file differs from what it would get.")
+def plugins_reference(builtin_only: bool, plugins: tuple[str, ...], out_file: Path | None, check: bool) -> None:
+    """Print (or write) the component reference in Markdown: each component with its parameters."""
+    from fusionrec.core.io import atomic_write_text
+    from fusionrec.registry.reference import builtin_registry, reference_command, render_reference
+
+    if builtin_only and plugins:
+        raise click.UsageError("--builtin-only and --plugin exclude each other")
+    if check and out_file is None:
+        raise click.UsageError("--check needs --out FILE")
+    registry = builtin_registry() if builtin_only else get_registry()
+    if not builtin_only:
+        _warn_failed(registry)
+    command = reference_command(builtin_only=builtin_only, plugins=plugins, out=str(out_file) if out_file else None)
+    text = render_reference(registry, plugins=plugins, builtin_only=builtin_only, command=command)
+    if out_file is None:
+        click.echo(text, nl=False)
+    elif check:
+        current = out_file.read_text(encoding="utf-8") if out_file.is_file() else None
+        if current != text:
+            raise FusionrecError(f"{out_file} is out of date; regenerate it with `{command}`")
+        out.print(f"{out_file} is up to date", markup=False)
+    else:
+        atomic_write_text(out_file, text)
+        out.print(f"wrote {out_file}", markup=False)
+
+
+@cli.command("schema")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), help="Write to this file.")
+def schema_cmd(out_file: Path | None) -> None:
+    """Print (or write) the JSON Schema of pipeline files, built from the installed plugins, for editors."""
+    from fusionrec.core.assembly.schema import pipeline_schema
+    from fusionrec.core.io import atomic_write_text
+
+    registry = get_registry()
+    _warn_failed(registry)
+    text = json.dumps(pipeline_schema(registry), indent=2, ensure_ascii=False) + "\n"
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    atomic_write_text(out_file, text)
+    out.print(f"wrote {out_file}", markup=False)
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--resolved", is_flag=True, help="Print the pipeline with every default filled in.")
+def validate(pipeline: Path, resolved: bool) -> None:
+    """Check a pipeline file: sections, component names, parameters."""
+    from fusionrec.core.assembly.config import dumps_pipeline, load_pipeline
+
+    registry = get_registry()
+    _warn_failed(registry)
+    spec = load_pipeline(pipeline, registry)
+    if resolved:
+        out.print(dumps_pipeline(spec), end="", markup=False)
+        return
+    names = ", ".join(f"{where}={s.type}" for where, s in spec.components()) or "no components"
+    out.print(f"{pipeline}: valid ({names})")
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Run directory (default: runs/<pipeline name>). A finished stage there is not redone.",
+)
+@click.option("--user", "sample_users", multiple=True, help="Users to show recommendations for (default: one).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(pipeline: Path, out_dir: Path | None, sample_users: tuple[str, ...], quiet: bool) -> None:
+    """Run a pipeline: data → features → train → index → rerank → evaluate → report.
+
+    Resumable stage by stage: rerunning the same pipeline into the same run directory continues where it stopped
+    (a killed training resumes from its last epoch) and redoes nothing that finished.
+    """
+    from fusionrec.core.assembly.config import load_pipeline
+    from fusionrec.core.assembly.pipeline import plan
+
+    registry = get_registry()
+    _warn_failed(registry)
+    spec = load_pipeline(pipeline, registry)
+    stages = plan(spec, registry)
+    table = Table(title=f"pipeline {pipeline}", title_justify="left")
+    for column in ("stage", "component", "from plugin", "status"):
+        table.add_column(column, overflow="fold")
+    for stage in stages:
+        table.add_row(stage.name, stage.component, stage.plugin, stage.status)
+    out.print(table)
+    if spec.data is None:
+        from fusionrec.core.assembly import loading as dc
+
+        dc.load(pipeline, registry)  # raises the clear "no data section" error
+        return
+    import fusionrec.core.engine.recommend as rc
+    import fusionrec.core.engine.report as report
+    from fusionrec.core.engine import run_flow
+
+    target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
+
+    def show(prepared: run_flow.Prepared) -> None:
+        from fusionrec.core.assembly import loading as dc
+        from fusionrec.core.engine import features as fe
+
+        out.print("[bold]data[/bold]")
+        for key, value in dc.info_rows(dc.describe(prepared.loaded)):
+            out.print(f"  {key}: {value}", markup=False)
+        for line in dc.report_lines(prepared.loaded.data.report):
+            out.print(f"  {line}", markup=False)
+        counts = prepared.split.counts()
+        sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
+        out.print(f"  split ({dc.split_name(prepared.loaded)}): {sizes} interactions", markup=False)
+        if prepared.features_run is not None:
+            for line in fe.summary_lines(prepared.features_run):
+                out.print(line, markup=False)
+
+    outcome = run_flow.train_pipeline(
+        pipeline, target, registry, resume=True, progress=not quiet, console=err, on_prepared=show
+    )
+    out.print(f"[bold]train[/bold] → {target}: {outcome.summary.get('stopped', 'trained')}")
+    _print_refit(outcome.summary)
+    _print_metrics(outcome.metrics, "metrics")
+    if "rerank" in outcome.metrics:
+        out.print(outcome.metrics["rerank"]["verdict"], markup=False)
+    recommender = rc.open_run(target, registry)
+    users = list(sample_users) or [str(recommender.data.user_ids[0])]
+    samples = dict(zip(users, recommender.recommend(users, 10), strict=True))
+    for user, rows in samples.items():
+        _print_recommendations(f"user {user}: top 10", rows)
+    report.write_report(outcome.run, outcome.metrics, samples)
+    out.print(f"report: {target / report.REPORT} (chart {target / report.CHART})", markup=False)
+
+
+@cli.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def evaluate_cmd(run_dir: Path, as_json: bool) -> None:
+    """Show a finished run's metrics (validation and test, 95% intervals, protocol), checked against its manifest."""
+    from fusionrec.core.engine.rundir import RunDir, RunError
+
+    opened = RunDir.open(run_dir)
+    if not opened.done("train"):
+        raise RunError(f"{run_dir}: the run has not finished (status: {opened.status()})")
+    problems = opened.verify()
+    if problems:
+        raise RunError(f"{run_dir}: the run directory does not match its manifest: {'; '.join(problems)}")
+    metrics = opened.read_json("metrics.json")
+    if as_json:
+        out.print_json(json.dumps(metrics))
+        return
+    _print_metrics(metrics, f"{run_dir}")
+    if "rerank" in metrics:
+        out.print(metrics["rerank"]["verdict"], markup=False)
+
+
+@cli.command("train")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Run directory (default: runs/<pipeline name>). It must be new or empty, unless --resume.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (after a kill).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary and metrics as JSON.")
+def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, as_json: bool) -> None:
+    """Train PIPELINE: its two-tower model (fuser + user tower), or its `model` section (a baseline).
+
+    Early stopping and model selection use validation Recall@20; the selected model is then scored on
+    validation and test (with `train.refit: true`, test by a model retrained on train + valid for the selected
+    number of epochs, which is also the one saved). The run directory holds the resolved config, a manifest with
+    package versions, seeds and artifact checksums, the per-epoch log, the checkpoint, the artifacts and
+    metrics.json.
+    """
+    from fusionrec.core.engine import run_flow
+
+    registry = get_registry()
+    _warn_failed(registry)
+    target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
+    outcome = run_flow.train_pipeline(
+        pipeline, target, registry, resume=resume, progress=not quiet and not as_json, console=err
+    )
+    if as_json:
+        out.print_json(json.dumps({"run": str(target), "summary": outcome.summary, "metrics": outcome.metrics}))
+        return
+    _print_metrics(outcome.metrics, f"{target}: {outcome.summary.get('stopped', 'trained')}")
+    _print_refit(outcome.summary)
+
+
+def _print_refit(summary: dict[str, Any]) -> None:
+    """One line about the refit on train + valid (``train.refit``), when the run did one."""
+    if summary.get("refit"):
+        from fusionrec.core.engine.refit import line
+
+        out.print(line(summary["refit"]), markup=False)
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from fusionrec.core.engine.run_flow import metric_rows
+
+    table = Table(title=title, title_justify="left")
+    for column in ("metric", "valid [95% CI]", "test [95% CI]"):
+        table.add_column(column)
+    for row in metric_rows(metrics):
+        table.add_row(*row)
+    out.print(table)
+    protocol = metrics.get("test", {}).get("protocol")
+    if protocol:
+        out.print("protocol: " + ", ".join(f"{k} {v}" for k, v in protocol.items()), markup=False)
+
+
+@cli.command("recommend")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--user", "user_ids", multiple=True, help="A user id as in the data (repeatable).")
+@click.option("--users", "all_users", type=click.Choice(["all"]), help="Every user (with --out).")
+@click.option("--similar", "similar", help="Instead of users: items similar to this item id.")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Recommendations per user.")
+@click.option("--candidates", type=int, help="Retrieved candidates per user before reranking (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path),
+    help="Write userId,itemId,rank (original ids, seen items excluded) to this CSV file instead of printing.",
+)
+def recommend_cmd(
+    run_dir: Path,
+    user_ids: tuple[str, ...],
+    all_users: str | None,
+    similar: str | None,
+    k: int,
+    candidates: int | None,
+    as_json: bool,
+    out_file: Path | None,
+) -> None:
+    """Recommend items from a trained run: retrieve, rerank, explain (scores and per-modality weights)."""
+    import fusionrec.core.engine.recommend as rc
+
+    if not user_ids and not all_users and similar is None:
+        raise click.UsageError("give --user ID (repeatable), --users all, or --similar ITEM_ID")
+    registry = get_registry()
+    _warn_failed(registry)
+    recommender = rc.open_run(run_dir, registry, candidates)
+    if similar is not None:
+        rows = recommender.similar_items(similar, k)
+        if as_json:
+            out.print_json(json.dumps({"item_id": similar, "similar": [r.to_dict() for r in rows]}))
+        else:
+            _print_recommendations(f"items similar to {similar}", rows)
+        return
+    users = [str(u) for u in recommender.data.user_ids] if all_users else list(user_ids)
+    if out_file is not None:
+        rc.write_csv(recommender, users, k, out_file)
+        out.print(f"wrote {len(users):,} users × up to {k} items to {out_file}", markup=False)
+        return
+    results = recommender.recommend(users, k)
+    if as_json:
+        payload = [{"user_id": u, "items": [r.to_dict() for r in rows]} for u, rows in zip(users, results, strict=True)]
+        out.print_json(json.dumps(payload))
+        return
+    for user, rows in zip(users, results, strict=True):
+        _print_recommendations(f"user {user}: top {k}", rows)
+
+
+def _print_recommendations(title: str, rows: list[Any]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "item", "title", "score", "retrieval", "ranker", "modality weights", "image"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        weights = " · ".join(f"{m} {w:.2f}" for m, w in r.weights.items())
+        table.add_row(
+            str(r.rank),
+            str(r.item_id),
+            r.title,
+            f"{r.score:.4f}",
+            "-" if r.retrieval_score is None else f"{r.retrieval_score:.4f}",
+            "-" if r.ranker_score is None else f"{r.ranker_score:.4f}",
+            weights or "-",
+            r.image or "-",
+        )
+    out.print(table)
+
+
+@cli.command("features")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one report per modality).")
+def features_cmd(pipeline: Path, quiet: bool, as_json: bool) -> None:
+    """Compute the features of PIPELINE's frozen encoders into the feature cache; print counts and items/s.
+
+    Only items not already cached (same encoder fingerprint, same content) are encoded: a second run encodes
+    nothing. Trainable encoders are skipped: training computes their vectors.
+    """
+    from fusionrec.core.engine import features as fe
+
+    registry = get_registry()
+    _warn_failed(registry)
+    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err)
+    if as_json:
+        out.print_json(json.dumps({"pipeline": str(pipeline), **computed.to_dict()}))
+        return
+    for line in fe.summary_lines(computed):
+        out.print(line, markup=False)
+
+
+@cli.group("data")
+def data_cmd() -> None:
+    """Inspect, split and fetch datasets."""
+
+
+@data_cmd.command("info")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the figures and the data report).")
+@click.option("--report", type=click.Path(path_type=Path), help="Also write the data report to this JSON file.")
+def data_info(pipeline: Path, as_json: bool, report: Path | None) -> None:
+    """Load the data section of PIPELINE and show its figures and data report."""
+    from fusionrec.core.assembly import loading as dc
+
+    registry = get_registry()
+    _warn_failed(registry)
+    loaded = dc.load(pipeline, registry)
+    figures = dc.describe(loaded)
+    if report is not None:
+        dc.write_report(loaded.data.report, report)
+    if as_json:
+        out.print_json(json.dumps(figures))
+        return
+    table = Table(title=f"data of {pipeline}", title_justify="left", show_header=False)
+    for key, value in dc.info_rows(figures):
+        table.add_row(escape(key), escape(value))
+    out.print(table)
+    for line in dc.report_lines(loaded.data.report):
+        out.print(line, markup=False)
+    if report is not None:
+        out.print(f"data report written to {report}", markup=False)
+
+
+@data_cmd.command("split")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@click.option("--report", type=click.Path(path_type=Path), help="Also write the data report to this JSON file.")
+def data_split(pipeline: Path, out_dir: Path, report: Path | None) -> None:
+    """Split the data of PIPELINE with its configured protocol; write train/valid/test CSVs in original ids."""
+    from fusionrec.core.assembly import loading as dc
+
+    registry = get_registry()
+    _warn_failed(registry)
+    loaded = dc.load(pipeline, registry)
+    for line in dc.report_lines(loaded.data.report):
+        out.print(line, markup=False)
+    if report is not None:
+        dc.write_report(loaded.data.report, report)
+    manifest = dc.write_split(loaded, dc.run_split(loaded), out_dir, pipeline)
+    for line in dc.split_lines(manifest, out_dir):
+        out.print(line, markup=False)
+
+
+@data_cmd.command("fetch")
+@click.argument("name")
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder to create for the dataset; it must not exist or be empty.",
+)
+@click.option("--url", help="Download from here instead: a mirror, a local server, a file:// URL.")
+@click.option("--sha256", help="Expect this sha256 instead of the known one (another build of the archive).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def data_fetch(name: str, dest: Path, url: str | None, sha256: str | None, quiet: bool) -> None:
+    """Download the public dataset NAME (movielens-small), check its sha256 and extract it into DEST.
+
+    An interrupted download resumes when run again; DEST either gets the complete dataset or nothing.
+    """
+    import re
+
+    from fusionrec.core.engine.fetch import fetch
+
+    result = fetch(name, dest, url=url, sha256=sha256, progress=not quiet, console=err)
+    dataset, where = result.dataset, str(result.dest)
+    if result.already_present:
+        out.print(f"{where} already holds {dataset.name}: nothing downloaded (remove it to fetch again).", markup=False)
+    else:
+        resumed = f", resuming after {result.resumed_from:,}" if result.resumed_from else ""
+        out.print(
+            f"{dataset.name}: downloaded {result.downloaded:,} bytes{resumed} from {dataset.url}, sha256 verified, "
+            f"extracted {len(result.files)} files into {where}",
+            markup=False,
+        )
+    if dataset.note:
+        out.print(dataset.note, markup=False)
+    yaml_path = where if re.fullmatch(r"[\w./~-]+", where) else json.dumps(where)
+    out.print("Use it in a pipeline file:", markup=False)
+    extra = f", {dataset.dataset_params}" if dataset.dataset_params else ""
+    out.print(f"  data: {{type: {dataset.dataset_type}, path: {yaml_path}{extra}}}", markup=False)
+    if dataset.licence:
+        out.print(dataset.licence, markup=False)
+
+
+@cli.group("bench")
+def bench_cmd() -> None:
+    """Benchmarks that write their figures (JSON, a Markdown table, a plot) into a folder."""
+
+
+@bench_cmd.command("retrieval")
+@click.option(
+    "--sizes",
+    metavar="N,N,…",
+    help="Synthetic data sets: item counts, comma-separated (10k, 1M work too); 'none' for none. "
+    "[default: 10000,100000,1000000; 2000 with --quick]",
+)
+@click.option("--dim", type=click.IntRange(min=2), default=128, show_default=True, help="Synthetic vector size.")
+@click.option(
+    "--vectors",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Real item vectors, .npy (n, dim): a run's item vectors, a feature-cache store's vectors.npy.",
+)
+@click.option("--vectors-name", help="Name of the --vectors data set in the tables (default: the file's stem).")
+@click.option(
+    "--queries",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Query vectors for --vectors, .npy (default: 1024 seeded item rows plus Gaussian noise).",
+)
+@click.option(
+    "--index",
+    "indexes",
+    multiple=True,
+    metavar="FACTORY[|SEARCH]",
+    help="A FAISS index_factory string (verbatim) and search parameters after '|': 'HNSW32|efSearch=64', "
+    "'IVF4096,Flat|nprobe=16'. Repeatable; one factory string is built once. Default: Flat, HNSW32 (efSearch "
+    "32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
+)
+@click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True, help="Similarity.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Search on.")
+@click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: FAISS's, one per core).")
+@click.option("--repeats", type=click.IntRange(min=1), help="Timed repetitions per side (default 5; 3 with --quick).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data, queries and seen items.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("docs/benchmarks"),
+    show_default=True,
+    help="Folder for retrieval.json, retrieval.md and retrieval.png.",
+)
+@click.option("--quick", is_flag=True, help="A small run (2,000 items, 256 queries, 3 repetitions), for tests.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the files written.")
+def bench_retrieval(
+    sizes: str | None,
+    dim: int,
+    vectors: Path | None,
+    vectors_name: str | None,
+    queries: Path | None,
+    indexes: tuple[str, ...],
+    metric: str,
+    device: str,
+    threads: int | None,
+    repeats: int | None,
+    seed: int,
+    out_dir: Path,
+    quick: bool,
+    quiet: bool,
+) -> None:
+    """FAISS indexes through fusionrec's faiss retriever: build time, memory, recall@10, QPS at batch 1 and 1024
+    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector).
+    See docs/benchmarks.md."""
+    from fusionrec.core.bench import retrieval as br
+    from fusionrec.core.bench import retrieval_report as report
+
+    options = br.make_options(
+        sizes=sizes,
+        dim=dim,
+        vectors=vectors,
+        vectors_name=vectors_name,
+        queries=queries,
+        indexes=indexes,
+        metric=metric,
+        device=device,
+        threads=threads,
+        repeats=repeats,
+        seed=seed,
+        quick=quick,
+    )
+    registry = get_registry()
+    _warn_failed(registry)
+    with report.progress_display(err, not quiet) as progress:
+        result = br.run_benchmark(registry, options, progress, command=report.command_line(options, out_dir))
+    for path in report.write_outputs(result, out_dir):
+        out.print(f"wrote {path}", markup=False)
+    if not quiet:
+        for line in report.summary_lines(result):
+            out.print(line, markup=False)
+
+
+def _warn_failed(registry: Registry) -> None:
+    for record in registry.plugins.values():
+        if record.error is not None:
+            err.print(
+                f"warning: plugin {record.origin} failed to load and is skipped: {record.error}",
+                markup=False,
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fusionrec`` script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("FUSIONREC_DEBUG", "") not in ("", "0")
+    try:
+        cli.main(args=args, prog_name="fusionrec", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USER_ERROR if exc.exit_code == 2 else exc.exit_code
+    except FusionrecError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", markup=False)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc}\nThis is a bug in fusionrec or a plugin; rerun with "
+            "--debug for the traceback and report it.",
+            markup=False,
+        )
+        return EXIT_BUG
+    return 0

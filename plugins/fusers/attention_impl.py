@@ -1,0 +1,51 @@
+"""The torch module behind the built-in ``attention`` fuser."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from fusionrec.core.fusion import Fuser, FusionOutput, masked_softmax
+
+
+class AttentionFuser(Fuser):
+    """Inner-product attention over modalities (the seed paper's g_attention, generalised to any modality set).
+
+    Each present modality m is projected into a shared space, ``h_m = W_m x_m``. Its score is the inner product
+    of its query with the mean key of the *other* present modalities, ``e_m = <Q h_m, mean_{j≠m} K h_j> / τ``;
+    with image and text that is the inner product of projected image and text features. The weights are
+    ``a = softmax(e)`` over the present modalities and the fused vector is ``Σ_m a_m h_m``.
+    """
+
+    def __init__(
+        self,
+        input_dims: Mapping[str, int],
+        dim: int = 128,
+        dropout: float = 0.0,
+        temperature: float | None = None,
+    ) -> None:
+        super().__init__(input_dims)
+        self.out_dim = dim
+        # a list in modality order, not a ModuleDict: modality names like 'type' or 'keys' clash with its attributes
+        self.proj = nn.ModuleList([nn.Linear(size, dim) for size in self.input_dims.values()])
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.temperature = temperature if temperature is not None else math.sqrt(dim)
+
+    def fuse(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor) -> FusionOutput:
+        h = torch.stack(
+            [self.dropout(proj(features[m])) for proj, m in zip(self.proj, self.modalities, strict=True)], dim=1
+        )  # (B, M, d)
+        present = mask.to(h.dtype)
+        h = h * present.unsqueeze(-1)
+        keys = self.key(h) * present.unsqueeze(-1)
+        others = (present.sum(dim=1, keepdim=True) - present).clamp(min=1.0)  # (B, M)
+        mean_other_key = (keys.sum(dim=1, keepdim=True) - keys) / others.unsqueeze(-1)
+        scores = (self.query(h) * mean_other_key).sum(dim=-1) / self.temperature  # (B, M)
+        weights = masked_softmax(scores, mask)
+        fused = (weights.unsqueeze(-1) * h).sum(dim=1)
+        return FusionOutput(fused, weights)
