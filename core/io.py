@@ -1,13 +1,17 @@
-"""Atomic file writes: an artifact is either complete or absent, never half-written."""
+"""Files: atomic writes (an artifact is either complete or absent, never half-written), and reading the description
+of a saved folder (:func:`read_meta`), one way for every kind of saved component."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from fusionrec.core.errors import DataError
 
 
 @contextmanager
@@ -44,3 +48,47 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+class SavedFolderError(DataError):
+    """A saved component's folder is missing, unreadable, from another format, or holds another component."""
+
+
+def read_meta(
+    directory: str | Path, name: str, *, what: str, fmt: int, expect: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read and check the description file every saved folder carries (``meta.json``, ``component.json`` …).
+
+    Args:
+        name: the description's file name in ``directory``.
+        what: what the folder holds, for messages ("ranker", "retriever", "encoder", "model", "component").
+        fmt: the ``format`` this fusionrec reads.
+        expect: keys that must have these values (e.g. ``{"type": "mlp"}``): another value means a foreign folder.
+
+    Raises:
+        SavedFolderError: the file is missing or unreadable, or its format or an expected key differs.
+    """
+    directory = Path(directory)
+    meta_file = directory / name
+    if not meta_file.is_file():
+        raise SavedFolderError(
+            f"no saved {what} here ({name} is missing); point to a folder written by the {what}'s save()",
+            file=directory,
+        )
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SavedFolderError(f"unreadable {what} description ({exc}); save the {what} again", file=meta_file) from exc
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise SavedFolderError(
+            f"unsupported format {found!r} (this fusionrec reads {fmt}); save the {what} again", file=meta_file
+        )
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise SavedFolderError(
+                f"not a saved '{value}' {what} (found {key} {meta.get(key)!r}: it holds a '{meta.get(key)}' {what}, "
+                f"not a '{value}' one); load it with that {what}, or save it again",
+                file=meta_file,
+            )
+    return meta

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fusionrec.core.errors import ConfigError, FusionrecError
-from fusionrec.core.io import atomic_write, atomic_write_text
+from fusionrec.core.io import atomic_write, atomic_write_text, read_meta
 from fusionrec.core.params import BuildRecord
 from fusionrec.registry import Registry, get_registry
 
@@ -51,14 +51,7 @@ def load_module(directory: str | Path, registry: Registry | None = None) -> Any:
     """Rebuild a component saved by :func:`save_module`; its outputs equal the saved one's."""
     directory = Path(directory)
     meta_file = directory / "component.json"
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FusionrecError(f"{directory}: no saved component here (component.json is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise FusionrecError(f"{meta_file}: unreadable component description: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise FusionrecError(f"{meta_file}: unsupported format {meta.get('format')!r} (this fusionrec reads {FORMAT})")
+    meta = read_meta(directory, "component.json", what="component", fmt=FORMAT)
     registry = registry if registry is not None else get_registry()
     try:
         spec = registry.spec(meta["kind"], meta["spec"], file=str(meta_file))

@@ -282,7 +282,7 @@ def test_saved_files_are_json_and_tensors_and_load_checks_the_model(name: str, t
     meta = json.loads((tmp_path / "saved" / "model.json").read_text())
     assert meta["model"] == name and meta["n_items"] == 120
     other = "popularity" if name != "popularity" else "itemknn"
-    with pytest.raises(FusionrecError, match=f"holds a '{name}' model, not '{other}'"):
+    with pytest.raises(FusionrecError, match=f"holds a '{name}' model, not a '{other}' one"):
         type(build(other)).load(tmp_path / "saved")
 
 

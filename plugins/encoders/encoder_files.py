@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fusionrec.core.errors import FusionrecError
-from fusionrec.core.io import atomic_write, atomic_write_text
+from fusionrec.core.io import atomic_write, atomic_write_text, read_meta
 from fusionrec.core.params import Params
 
 FORMAT = 1
@@ -65,18 +65,7 @@ def read_encoder(directory: Path, name: str) -> SavedEncoder:
         FusionrecError: nothing saved there, another encoder's folder, or unreadable files.
     """
     directory = Path(directory)
-    meta_file = directory / META
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FusionrecError(f"{directory}: no saved encoder here ({META} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise FusionrecError(f"{meta_file}: unreadable encoder description: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise FusionrecError(f"{meta_file}: unsupported format {found!r} (this fusionrec reads {FORMAT})")
-    if meta.get("type") != name:
-        raise FusionrecError(f"{meta_file}: this folder holds a '{meta.get('type')}' encoder, not a '{name}' one")
+    meta = read_meta(directory, META, what="encoder", fmt=FORMAT, expect={"type": name})
     state = None
     state_file = directory / STATE
     if state_file.exists():

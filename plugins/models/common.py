@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 
 from fusionrec.core.errors import FusionrecError
-from fusionrec.core.io import atomic_write, atomic_write_text
+from fusionrec.core.io import atomic_write, atomic_write_text, read_meta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,18 +133,7 @@ def load_files(directory: Path, name: str) -> tuple[dict[str, Any], dict[str, to
         FusionrecError: nothing saved there, another model or format, or unreadable files.
     """
     directory = Path(directory)
-    meta_file = directory / META
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FusionrecError(f"{directory}: no saved model here ({META} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise FusionrecError(f"{meta_file}: unreadable model description: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else meta
-        raise FusionrecError(f"{meta_file}: unsupported format {found!r} (this fusionrec reads {FORMAT})")
-    if meta.get("model") != name:
-        raise FusionrecError(f"{meta_file}: holds a '{meta.get('model')}' model, not '{name}'")
+    meta = read_meta(directory, META, what="model", fmt=FORMAT, expect={"model": name})
     try:
         state = torch.load(directory / STATE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as exc:

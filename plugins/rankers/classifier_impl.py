@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from fusionrec.core.errors import DataError, FusionrecError
-from fusionrec.core.io import atomic_write, atomic_write_text
+from fusionrec.core.io import atomic_write, atomic_write_text, read_meta
 from fusionrec.core.ranking import Ranker, RankingFeatures
 
 log = logging.getLogger(__name__)
@@ -236,19 +236,8 @@ class ClassifierRanker(Ranker):
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
         meta_file = directory / META_FILE
-        if not meta_file.is_file():
-            raise DataError(
-                f"no saved ranker here ({META_FILE} is missing); point to a folder written by Ranker.save()",
-                file=directory,
-            )
+        meta = read_meta(directory, META_FILE, what="ranker", fmt=FORMAT, expect={"type": cls.type_name})
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT or meta.get("type") != cls.type_name:
-                raise DataError(
-                    f"not a saved '{cls.type_name}' ranker (format {FORMAT}): found type {meta.get('type')!r}, "
-                    f"format {meta.get('format')!r}; load it with that ranker, or save it again",
-                    file=meta_file,
-                )
             ranker = cls(**meta["params"])
             ranker.layout = InputLayout(**meta["layout"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:

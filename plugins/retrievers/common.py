@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fusionrec.core.errors import DataError
-from fusionrec.core.io import atomic_write_text
+from fusionrec.core.io import atomic_write_text, read_meta
 
 MANIFEST = "retriever.json"
 """The manifest written beside a saved index: format, type, parameters, dimension, count and file checksums."""
@@ -110,18 +110,7 @@ def read_manifest(directory: Path, kind: str, files: Sequence[str]) -> dict[str,
             file's checksum differs from the one recorded when it was saved (the file is corrupted).
     """
     directory = Path(directory)
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise DataError(
-            f"no saved retriever here ({MANIFEST} is missing); point to a folder written by Retriever.save()",
-            file=directory,
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"the manifest is unreadable ({exc}); save the index again", file=path) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("type") != kind:
-        raise DataError(f"not a saved '{kind}' retriever (format {FORMAT}); save the index again", file=path)
+    manifest = read_meta(directory, MANIFEST, what="retriever", fmt=FORMAT, expect={"type": kind})
     recorded = manifest.get("sha256") or {}
     for name in files:
         file = directory / name
