@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -228,3 +230,22 @@ def test_the_docs_show_command_lines() -> None:
 def test_documented_commands_exist(doc: Path) -> None:
     problems = [f"fusionrec {args}: {p}" for args in command_lines(doc) for p in check_command_line(args)]
     assert not problems, f"{doc.relative_to(REPO)} shows commands the CLI does not have: {problems}"
+
+
+def test_architecture_names_every_folder() -> None:
+    text = (REPO / "docs" / "architecture.md").read_text()
+    folders = [p.parent for p in (REPO / "core").glob("*/__init__.py")] + [
+        p for p in (REPO / "plugins").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    ]
+    missing = [
+        str(f.relative_to(REPO)) for f in folders if f"{f.relative_to(REPO)}/" not in text and f"{f.name}/" not in text
+    ]
+    assert missing == []
+
+
+def test_the_python_api_example_runs(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "python-api.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "test recall@20 (served):" in result.stdout and "'report'" in result.stdout

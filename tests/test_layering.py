@@ -167,3 +167,38 @@ def test_plugin_module_naming(name: str) -> None:
             target = node.value.partition(":")[0]
             if ":" in node.value and target in MODULES:
                 assert target.endswith("_impl") or "contracts" in target, f"{name}: lazy target {node.value}"
+
+
+def _imports_in(node: ast.AST) -> set[str]:
+    found: set[str] = set()
+    for item in ast.walk(node):
+        if isinstance(item, ast.Import):
+            found.update(alias.name for alias in item.names)
+        elif isinstance(item, ast.ImportFrom) and item.module:
+            found.add(item.module)
+    return {name for name in found if name.startswith("fusionrec.")}
+
+
+def test_cli_run_recommend_evaluate_stand_on_the_public_api() -> None:
+    """The commands that run pipelines and read runs are thin: they import nothing of fusionrec but the API."""
+    tree = ast.parse(MODULES["fusionrec.core.cli"].read_text())
+    commands = {"run", "recommend_cmd", "evaluate_cmd", "train_cmd", "validate", "_RunPrinter"}
+    found = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    assert commands <= set(found)
+    for name in commands:
+        assert _imports_in(found[name]) <= {"fusionrec.core.api"}, name
+    top_level = {n for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom) for n in _imports_in(node)}
+    assert top_level <= {"fusionrec.core.errors", "fusionrec.registry"}
+
+
+def test_no_function_in_core_is_over_80_lines() -> None:
+    long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for name, path in MODULES.items()
+        if name.startswith("fusionrec.core")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert long == []

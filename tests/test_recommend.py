@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from train_fixtures import write_pipeline
 
+from fusionrec.core.api import Run
 from fusionrec.core.cli import main
-from fusionrec.core.engine.recommend import open_run
 from fusionrec.registry import get_registry
 
 PIPELINE_EXTRA = "retriever: {type: faiss, index: Flat, metric: ip}\nranker: {type: logistic, epochs: 20}\n"
@@ -34,8 +34,8 @@ def test_run_writes_metrics_report_and_chart(run_dir: Path) -> None:
 
 
 def test_recommend_excludes_seen_items_and_explains(run_dir: Path) -> None:
-    recommender = open_run(run_dir, get_registry())
-    assert recommender.retriever is not None and recommender.ranker is not None
+    recommender = Run.open(run_dir, get_registry(), rerank="always").recommender
+    assert recommender.stage.retriever is not None and recommender.stage.ranker is not None
     [rows] = recommender.recommend(["u1"], k=10)
     assert len(rows) == 10 and [r.rank for r in rows] == list(range(1, 11))
     seen = set(recommender.data.interactions.query("user == @recommender.user_index('u1')")["item"])
@@ -48,7 +48,7 @@ def test_recommend_excludes_seen_items_and_explains(run_dir: Path) -> None:
 
 
 def test_similar_items_exclude_the_item(run_dir: Path) -> None:
-    recommender = open_run(run_dir, get_registry())
+    recommender = Run.open(run_dir, get_registry(), rerank="always").recommender
     rows = recommender.similar_items("0", k=5)
     assert len(rows) == 5 and all(str(r.item_id) != "0" for r in rows)
 
@@ -68,7 +68,6 @@ def test_recommend_cli_json_and_csv(run_dir: Path, tmp_path: Path, capsys: pytes
     [
         (["--user", "nobody"], "unknown user 'nobody'"),
         (["--user", "u1", "-k", "0"], "k must be a positive"),
-        (["--user", "u1", "-k", "500"], "larger than the catalogue"),
         (["--similar", "99999"], "unknown item '99999'"),
         ([], "give --user ID"),
     ],
@@ -77,6 +76,14 @@ def test_recommend_bad_input(run_dir: Path, args: list[str], message: str, capsy
     assert main(["recommend", str(run_dir), *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err + captured.out and "Traceback" not in captured.err
+
+
+def test_k_larger_than_the_catalogue_is_capped_with_a_note(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # issue #18, 6: capped, not an error
+    assert main(["recommend", str(run_dir), "--user", "u1", "-k", "500", "--json"]) == 0
+    captured = capsys.readouterr()
+    items = json.loads(captured.out)[0]["items"]
+    assert 0 < len(items) < 500 and "larger than the catalogue" in captured.err
 
 
 def test_evaluate_and_corruption(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,5 +116,5 @@ def test_the_same_pipeline_runs_with_each_index(tmp_path: Path, index: str) -> N
         extra=f"retriever: {{type: faiss, index: '{index}', metric: ip}}\n",
     )
     assert main(["train", str(pipeline), "--out", str(tmp_path / "run"), "-q"]) == 0
-    [rows] = open_run(tmp_path / "run", get_registry()).recommend(["u0"], k=10)
+    [rows] = Run.open(tmp_path / "run", get_registry()).recommender.recommend(["u0"], k=10)
     assert len(rows) == 10 and len({r.item for r in rows}) == 10

@@ -11,9 +11,12 @@ import pytest
 import torch
 from train_fixtures import write_pipeline
 
+from fusionrec.core.api import Pipeline
+from fusionrec.core.assembly import loading
 from fusionrec.core.assembly.config import parse_pipeline
 from fusionrec.core.cli import main
-from fusionrec.core.engine.run_flow import build_two_tower, prepare, train_pipeline
+from fusionrec.core.engine.context import prepare
+from fusionrec.core.engine.learners import build_two_tower
 from fusionrec.core.engine.rundir import RunDir
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.model import FitContext, Model
@@ -29,7 +32,8 @@ BEST = 3
 
 
 def train(pipeline: Path, out: Path, registry: Registry | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
-    return train_pipeline(pipeline, out, registry or get_registry(), progress=False, **kwargs)
+    resume = kwargs.pop("resume", False)
+    return Pipeline.load(pipeline, registry or get_registry()).train(out, resume=resume, **kwargs)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -85,7 +89,8 @@ def test_the_saved_towers_are_the_refit_model(runs: dict[str, Any]) -> None:
     saved = np.load(root / "refit" / "item_vectors.npy")
     assert not np.allclose(saved, np.load(root / "plain" / "item_vectors.npy"))
     # rebuild the refit model from its last checkpoint: its item vectors are the saved ones
-    prepared = prepare(runs["pipeline"], get_registry(), progress=False, console=None)
+    loaded = loading.load(runs["pipeline"], get_registry())
+    prepared = prepare(loaded, loading.run_split(loaded), get_registry(), progress=False, console=None)
     net = build_two_tower(prepared.loaded.spec, prepared, get_registry())
     blob = torch.load(root / "refit" / f"refit-checkpoint-{BEST}.pt", weights_only=True)
     net.load_state_dict(blob["model"])

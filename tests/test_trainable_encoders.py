@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 from train_fixtures import GENRES, write_catalogue
 
+from fusionrec.core.api import Pipeline
 from fusionrec.core.assembly.config import FeaturesConfig
 from fusionrec.core.engine import features as fe
+from fusionrec.core.engine.context import Prepared
 from fusionrec.core.engine.encoder_inputs import Coded, EncoderInputs, compact, expand, prepare_inputs
-from fusionrec.core.engine.run_flow import Prepared, train_pipeline
 from fusionrec.core.engine.rundir import RunDir
 from fusionrec.core.engine.two_tower import ItemTower
 from fusionrec.plugins.encoders.cnn_impl import CnnEncoder
@@ -82,7 +83,13 @@ evaluate: {{bootstrap: 50}}
 
 def train(pipeline: Path, out: Path, **kwargs: Any) -> tuple[Any, list[Prepared]]:
     seen: list[Prepared] = []
-    outcome = train_pipeline(pipeline, out, get_registry(), progress=False, on_prepared=seen.append, **kwargs)
+    resume = kwargs.pop("resume", False)
+
+    def on_event(name: str, facts: dict[str, Any]) -> None:
+        if name == "features":
+            seen.append(facts["prepared"])
+
+    outcome = Pipeline.load(pipeline, get_registry()).train(out, resume=resume, on_event=on_event, **kwargs)
     return outcome, seen
 
 

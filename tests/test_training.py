@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from train_fixtures import write_pipeline
 
+from fusionrec.core.api import Pipeline
 from fusionrec.core.cli import main
-from fusionrec.core.engine.run_flow import train_pipeline
 from fusionrec.core.engine.rundir import RunDir
 from fusionrec.registry import get_registry
 
 
 def train(pipeline: Path, out: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    return train_pipeline(pipeline, out, get_registry(), progress=False, **kwargs)  # type: ignore[arg-type]
+    resume = kwargs.pop("resume", False)
+    return Pipeline.load(pipeline, get_registry()).train(out, resume=resume, **kwargs)
 
 
 def epochs(run: Path) -> list[dict[str, object]]:
@@ -105,9 +106,10 @@ def test_an_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert main(["train", str(pipeline), "--out", str(tmp_path / "run"), "-q"]) == 2
     assert "already there" in capsys.readouterr().err and "--resume" in capsys.readouterr().err + "--resume"
+    # an edited pipeline continues the run, saying key by key what changed (issue #18, reproduction 2)
     other = write_pipeline(tmp_path, train="{epochs: 2, seed: 0}", name="other.yaml")
-    assert main(["train", str(other), "--out", str(tmp_path / "run"), "--resume", "-q"]) == 2
-    assert "different pipeline" in capsys.readouterr().err
+    assert main(["train", str(other), "--out", str(tmp_path / "run"), "--resume", "-q"]) == 0
+    assert "train.epochs: 1 → 2" in capsys.readouterr().out
 
 
 def test_a_corrupted_artifact_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,6 +160,8 @@ def test_a_run_made_before_a_setting_existed_still_resumes(tmp_path: Path) -> No
     assert (
         resumed.metrics["test"]["metrics"] == RunDir.open(tmp_path / "ref").read_json("metrics.json")["test"]["metrics"]
     )
+    # a config.yaml changed by hand is replaced by the pipeline's: what the stages depend on decides what is redone
     config.write_text(text.replace("  refit: false\n", "  refit: true\n"))
-    with pytest.raises(Exception, match="different pipeline"):
-        train(pipeline, tmp_path / "run", resume=True)
+    again = train(pipeline, tmp_path / "run", resume=True)
+    assert again.metrics["test"]["metrics"] == resumed.metrics["test"]["metrics"]
+    assert config.read_text() == text

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,6 +153,15 @@ class PipelineSpec:
     evaluate: EvaluateConfig | None = None
     version: int = SCHEMA_VERSION
     file: Path | None = field(default=None, compare=False)
+    lines: dict[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
+    """The line of each key path in the file it was read from (for messages)."""
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path`` in the file, or of its closest parent that has one."""
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in self.lines:
+                return self.lines[path[:cut]]
+        return None
 
     def components(self) -> list[tuple[str, ComponentSpec]]:
         """Every component block with its section path (``encoders.image``, ``fuser``, …), in pipeline order."""
@@ -199,7 +208,7 @@ def parse_pipeline(
     spec = _build(data, builder, file)
     builder.raise_problems(file)
     assert spec is not None
-    return spec
+    return replace(spec, lines=dict(lines))
 
 
 def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:

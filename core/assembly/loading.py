@@ -44,7 +44,17 @@ def load(pipeline: Path, registry: Registry) -> Loaded:
         ConfigError: the file is invalid or has no ``data`` section.
         DataError: the data is missing or has bad rows (under ``on_error: raise``).
     """
-    spec = load_pipeline(pipeline, registry)
+    return load_data(load_pipeline(pipeline, registry), registry)
+
+
+def load_data(spec: PipelineSpec, registry: Registry) -> Loaded:
+    """Build a validated pipeline's ``data`` section and load it (the YAML is not read again).
+
+    Raises:
+        ConfigError: the pipeline has no ``data`` section.
+        DataError: the data is missing or has bad rows (under ``on_error: raise``).
+    """
+    pipeline = spec.file
     if spec.data is None:
         raise ConfigError.at(
             ("data",),

@@ -21,6 +21,8 @@ from rich.table import Table
 from fusionrec.core.errors import FusionrecError
 from fusionrec.registry import KINDS, Registry, get_registry
 
+STAGE_CHOICES = ["train", "index", "rerank", "evaluate", "report"]
+"""The stages ``--redo`` can force (data and features always run; the feature cache makes them cheap)."""
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
@@ -205,91 +207,73 @@ def schema_cmd(out_file: Path | None) -> None:
 @cli.command()
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--resolved", is_flag=True, help="Print the pipeline with every default filled in.")
-def validate(pipeline: Path, resolved: bool) -> None:
-    """Check a pipeline file: sections, component names, parameters."""
-    from fusionrec.core.assembly.config import dumps_pipeline, load_pipeline
+@click.option(
+    "--schema-only", is_flag=True, help="Check sections and parameters only, not whether the pipeline can run."
+)
+def validate(pipeline: Path, resolved: bool, schema_only: bool) -> None:
+    """Check a pipeline file: sections, component names, parameters, and that `run` can run it.
+
+    A file without a `data` section is checked as a fragment (sections and parameters only), and says so.
+    """
+    from fusionrec.core.api import Pipeline
 
     registry = get_registry()
     _warn_failed(registry)
-    spec = load_pipeline(pipeline, registry)
+    loaded = Pipeline.load(pipeline, registry)
+    fragment = loaded.spec.data is None
+    if not schema_only and not fragment:
+        loaded.validate()
     if resolved:
-        out.print(dumps_pipeline(spec), end="", markup=False)
+        out.print(loaded.resolved(), end="", markup=False)
         return
-    names = ", ".join(f"{where}={s.type}" for where, s in spec.components()) or "no components"
-    out.print(f"{pipeline}: valid ({names})")
+    names = ", ".join(f"{where}={s.type}" for where, s in loaded.spec.components()) or "no components"
+    if fragment and not schema_only:
+        out.print(f"{pipeline}: valid ({names}) as a fragment: with no `data` section, `fusionrec run` cannot run it")
+    else:
+        out.print(f"{pipeline}: valid ({names})")
+
+
+RUN_DIR_HELP = "Run directory (default: runs/<pipeline name>)."
+RERANK_HELP = "Apply the ranker: auto (when its validation verdict is positive), always, or never."
 
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    help="Run directory (default: runs/<pipeline name>). A finished stage there is not redone.",
-)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help=RUN_DIR_HELP + " What still holds is reused.")
 @click.option("--user", "sample_users", multiple=True, help="Users to show recommendations for (default: one).")
+@click.option("--fresh", is_flag=True, help="Start over in --out (the old run is replaced once the new one starts).")
+@click.option("--redo", type=click.Choice(STAGE_CHOICES), help="Force this stage and every stage after it.")
+@click.option(
+    "--rerank", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help=RERANK_HELP
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(pipeline: Path, out_dir: Path | None, sample_users: tuple[str, ...], quiet: bool) -> None:
+def run(
+    pipeline: Path,
+    out_dir: Path | None,
+    sample_users: tuple[str, ...],
+    fresh: bool,
+    redo: str | None,
+    rerank: str,
+    quiet: bool,
+) -> None:
     """Run a pipeline: data → features → train → index → rerank → evaluate → report.
 
-    Resumable stage by stage: rerunning the same pipeline into the same run directory continues where it stopped
-    (a killed training resumes from its last epoch) and redoes nothing that finished.
+    Resumable stage by stage: rerunning into the same run directory redoes only what changed (a killed training
+    resumes from its last epoch; an edited `ranker` redoes rerank and evaluate) and nothing that still holds.
     """
-    from fusionrec.core.assembly.config import load_pipeline
-    from fusionrec.core.assembly.pipeline import plan
+    from fusionrec.core.api import Pipeline
 
     registry = get_registry()
     _warn_failed(registry)
-    spec = load_pipeline(pipeline, registry)
-    stages = plan(spec, registry)
-    table = Table(title=f"pipeline {pipeline}", title_justify="left")
-    for column in ("stage", "component", "from plugin", "status"):
-        table.add_column(column, overflow="fold")
-    for stage in stages:
-        table.add_row(stage.name, stage.component, stage.plugin, stage.status)
-    out.print(table)
-    if spec.data is None:
-        from fusionrec.core.assembly import loading as dc
-
-        dc.load(pipeline, registry)  # raises the clear "no data section" error
-        return
-    import fusionrec.core.engine.recommend as rc
-    import fusionrec.core.engine.report as report
-    from fusionrec.core.engine import run_flow
-
+    loaded = Pipeline.load(pipeline, registry).validate()
+    _print_stages(f"pipeline {pipeline}", loaded.stages())
     target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
-
-    def show(prepared: run_flow.Prepared) -> None:
-        from fusionrec.core.assembly import loading as dc
-        from fusionrec.core.engine import features as fe
-
-        out.print("[bold]data[/bold]")
-        for key, value in dc.info_rows(dc.describe(prepared.loaded)):
-            out.print(f"  {key}: {value}", markup=False)
-        for line in dc.report_lines(prepared.loaded.data.report):
-            out.print(f"  {line}", markup=False)
-        counts = prepared.split.counts()
-        sizes = " / ".join(f"{part} {counts[part]['interactions']:,}" for part in ("train", "valid", "test"))
-        out.print(f"  split ({dc.split_name(prepared.loaded)}): {sizes} interactions", markup=False)
-        if prepared.features_run is not None:
-            for line in fe.summary_lines(prepared.features_run):
-                out.print(line, markup=False)
-
-    outcome = run_flow.train_pipeline(
-        pipeline, target, registry, resume=True, progress=not quiet, console=err, on_prepared=show
-    )
-    out.print(f"[bold]train[/bold] → {target}: {outcome.summary.get('stopped', 'trained')}")
-    _print_refit(outcome.summary)
-    _print_metrics(outcome.metrics, "metrics")
-    if "rerank" in outcome.metrics:
-        out.print(outcome.metrics["rerank"]["verdict"], markup=False)
-    recommender = rc.open_run(target, registry)
-    users = list(sample_users) or [str(recommender.data.user_ids[0])]
-    samples = dict(zip(users, recommender.recommend(users, 10), strict=True))
-    for user, rows in samples.items():
-        _print_recommendations(f"user {user}: top 10", rows)
-    report.write_report(outcome.run, outcome.metrics, samples)
-    out.print(f"report: {target / report.REPORT} (chart {target / report.CHART})", markup=False)
+    done = loaded.run(
+        target, fresh=fresh, redo=redo, rerank=rerank, progress=not quiet, console=err,
+        on_event=_RunPrinter(target), sample_users=sample_users,
+    )  # fmt: skip
+    if not done.finished:
+        out.print(f"stopped early: {target} (rerun the same command to continue)", markup=False)
 
 
 @cli.command("evaluate")
@@ -297,35 +281,38 @@ def run(pipeline: Path, out_dir: Path | None, sample_users: tuple[str, ...], qui
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def evaluate_cmd(run_dir: Path, as_json: bool) -> None:
     """Show a finished run's metrics (validation and test, 95% intervals, protocol), checked against its manifest."""
-    from fusionrec.core.engine.rundir import RunDir, RunError
+    from fusionrec.core.api import Run
 
-    opened = RunDir.open(run_dir)
-    if not opened.done("train"):
-        raise RunError(f"{run_dir}: the run has not finished (status: {opened.status()})")
-    problems = opened.verify()
-    if problems:
-        raise RunError(f"{run_dir}: the run directory does not match its manifest: {'; '.join(problems)}")
-    metrics = opened.read_json("metrics.json")
+    metrics = Run.open(run_dir, get_registry()).evaluate()
     if as_json:
         out.print_json(json.dumps(metrics))
         return
     _print_metrics(metrics, f"{run_dir}")
-    if "rerank" in metrics:
-        out.print(metrics["rerank"]["verdict"], markup=False)
 
 
 @cli.command("train")
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    help="Run directory (default: runs/<pipeline name>). It must be new or empty, unless --resume.",
+    "--out", "out_dir", type=click.Path(path_type=Path), help=RUN_DIR_HELP + " New or empty, unless --resume."
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint (after a kill).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (after a kill, or after editing the pipeline).")
+@click.option("--fresh", is_flag=True, help="Start over in --out (the old run is replaced once the new one starts).")
+@click.option("--redo", type=click.Choice(STAGE_CHOICES[:-1]), help="Force this stage and every stage after it.")
+@click.option(
+    "--rerank", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help=RERANK_HELP
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary and metrics as JSON.")
-def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, as_json: bool) -> None:
+def train_cmd(
+    pipeline: Path,
+    out_dir: Path | None,
+    resume: bool,
+    fresh: bool,
+    redo: str | None,
+    rerank: str,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Train PIPELINE: its two-tower model (fuser + user tower), or its `model` section (a baseline).
 
     Early stopping and model selection use validation Recall@20; the selected model is then scored on
@@ -334,41 +321,89 @@ def train_cmd(pipeline: Path, out_dir: Path | None, resume: bool, quiet: bool, a
     package versions, seeds and artifact checksums, the per-epoch log, the checkpoint, the artifacts and
     metrics.json.
     """
-    from fusionrec.core.engine import run_flow
+    from fusionrec.core.api import Pipeline
 
     registry = get_registry()
     _warn_failed(registry)
     target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
-    outcome = run_flow.train_pipeline(
-        pipeline, target, registry, resume=resume, progress=not quiet and not as_json, console=err
-    )
+    printer = None if as_json else _RunPrinter(target, quiet_data=True)
+    done = Pipeline.load(pipeline, registry).train(
+        target, resume=resume or redo is not None, fresh=fresh, redo=redo, rerank=rerank,
+        progress=not quiet and not as_json, console=err, on_event=printer,
+    )  # fmt: skip
     if as_json:
-        out.print_json(json.dumps({"run": str(target), "summary": outcome.summary, "metrics": outcome.metrics}))
-        return
-    _print_metrics(outcome.metrics, f"{target}: {outcome.summary.get('stopped', 'trained')}")
-    _print_refit(outcome.summary)
+        out.print_json(json.dumps({"run": str(target), "summary": done.summary, "metrics": done.metrics}))
+    elif not done.finished:
+        out.print(f"stopped early: {target} (continue with --resume)", markup=False)
 
 
-def _print_refit(summary: dict[str, Any]) -> None:
-    """One line about the refit on train + valid (``train.refit``), when the run did one."""
-    if summary.get("refit"):
-        from fusionrec.core.engine.refit import line
+class _RunPrinter:
+    """Prints what each stage of a run found, as the API reports it (``on_event``)."""
 
-        out.print(line(summary["refit"]), markup=False)
+    def __init__(self, target: Path, *, quiet_data: bool = False) -> None:
+        self.target = target
+        self.quiet_data = quiet_data
+
+    def __call__(self, name: str, facts: dict[str, Any]) -> None:
+        getattr(self, f"on_{name}", lambda facts: None)(facts)
+
+    def on_config(self, facts: dict[str, Any]) -> None:
+        out.print(f"[bold]config[/bold]: the pipeline differs from the run in {self.target}:")
+        for line in facts["diff"]:
+            out.print(f"  {line}", markup=False)
+        out.print("  stages whose inputs changed are redone; the rest is reused", markup=False)
+
+    def on_data(self, facts: dict[str, Any]) -> None:
+        if not self.quiet_data:
+            out.print("[bold]data[/bold]")
+            for line in facts["lines"]:
+                out.print(f"  {line}", markup=False)
+
+    def on_features(self, facts: dict[str, Any]) -> None:
+        if not self.quiet_data:
+            for line in facts["lines"]:
+                out.print(line, markup=False)
+
+    def on_train(self, facts: dict[str, Any]) -> None:
+        summary = facts["summary"]
+        state = "reused (already trained)" if facts.get("reused") else summary.get("stopped", "trained")
+        out.print(f"[bold]train[/bold] → {self.target}: {state}")
+        if facts.get("refit"):
+            out.print(facts["refit"], markup=False)
+
+    def on_evaluate(self, facts: dict[str, Any]) -> None:
+        _print_metrics(facts["metrics"], "metrics")
+
+    def on_report(self, facts: dict[str, Any]) -> None:
+        for user, rows in facts["samples"].items():
+            _print_recommendations(f"user {user}: top 10", rows)
+        out.print(f"report: {facts['report']} (chart {facts['chart']})", markup=False)
+
+
+def _print_stages(title: str, rows: list[Any]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("stage", "component", "from plugin", "status"):
+        table.add_column(column, overflow="fold")
+    for stage in rows:
+        table.add_row(stage.name, stage.component, stage.plugin, stage.status)
+    out.print(table)
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
-    from fusionrec.core.engine.run_flow import metric_rows
+    """The served path's metrics (valid and test) and, when it differs, the exact path's beside them."""
+    from fusionrec.core.api import metric_notes, metric_table
 
     table = Table(title=title, title_justify="left")
-    for column in ("metric", "valid [95% CI]", "test [95% CI]"):
+    for column in ("metric", "path", "valid [95% CI]", "test [95% CI]"):
         table.add_column(column)
-    for row in metric_rows(metrics):
+    for row in metric_table(metrics):
         table.add_row(*row)
     out.print(table)
     protocol = metrics.get("test", {}).get("protocol")
     if protocol:
         out.print("protocol: " + ", ".join(f"{k} {v}" for k, v in protocol.items()), markup=False)
+    for line in metric_notes(metrics):
+        out.print(line, markup=False)
 
 
 @cli.command("recommend")
@@ -376,8 +411,11 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
 @click.option("--user", "user_ids", multiple=True, help="A user id as in the data (repeatable).")
 @click.option("--users", "all_users", type=click.Choice(["all"]), help="Every user (with --out).")
 @click.option("--similar", "similar", help="Instead of users: items similar to this item id.")
+@click.option("--history", "history", help="Instead of users: a session's item ids, comma-separated, newest last.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Recommendations per user.")
-@click.option("--candidates", type=int, help="Retrieved candidates per user before reranking (default: the run's).")
+@click.option(
+    "--rerank", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help=RERANK_HELP
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--out",
@@ -390,32 +428,42 @@ def recommend_cmd(
     user_ids: tuple[str, ...],
     all_users: str | None,
     similar: str | None,
+    history: str | None,
     k: int,
-    candidates: int | None,
+    rerank: str,
     as_json: bool,
     out_file: Path | None,
 ) -> None:
     """Recommend items from a trained run: retrieve, rerank, explain (scores and per-modality weights)."""
-    import fusionrec.core.engine.recommend as rc
+    from fusionrec.core.api import Run
 
-    if not user_ids and not all_users and similar is None:
-        raise click.UsageError("give --user ID (repeatable), --users all, or --similar ITEM_ID")
+    if not user_ids and not all_users and similar is None and history is None:
+        raise click.UsageError("give --user ID (repeatable), --users all, --similar ITEM_ID or --history IDS")
     registry = get_registry()
     _warn_failed(registry)
-    recommender = rc.open_run(run_dir, registry, candidates)
-    if similar is not None:
-        rows = recommender.similar_items(similar, k)
-        if as_json:
-            out.print_json(json.dumps({"item_id": similar, "similar": [r.to_dict() for r in rows]}))
+    opened = Run.open(run_dir, registry, rerank=rerank)
+    n_items = opened.recommender.data.n_items
+    if k > n_items:
+        err.print(f"note: k={k} is larger than the catalogue ({n_items:,} items); showing at most {n_items:,}")
+    if not as_json and out_file is None:
+        out.print(f"path: {opened.path_description}", markup=False)
+    if similar is not None or history is not None:
+        if similar is not None:
+            title, rows = f"items similar to {similar}", opened.similar(similar, k)
         else:
-            _print_recommendations(f"items similar to {similar}", rows)
+            items = [i.strip() for i in (history or "").split(",") if i.strip()]
+            title, rows = f"after {', '.join(items)}: top {k}", opened.recommend_history(items, k)
+        if as_json:
+            out.print_json(json.dumps({"query": similar or history, "items": [r.to_dict() for r in rows]}))
+        else:
+            _print_recommendations(title, rows)
         return
-    users = [str(u) for u in recommender.data.user_ids] if all_users else list(user_ids)
+    users = [str(u) for u in opened.recommender.data.user_ids] if all_users else list(user_ids)
     if out_file is not None:
-        rc.write_csv(recommender, users, k, out_file)
+        opened.write_recommendations(users, k, out_file)
         out.print(f"wrote {len(users):,} users × up to {k} items to {out_file}", markup=False)
         return
-    results = recommender.recommend(users, k)
+    results = opened.recommend(users, k)
     if as_json:
         payload = [{"user_id": u, "items": [r.to_dict() for r in rows]} for u, rows in zip(users, results, strict=True)]
         out.print_json(json.dumps(payload))

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from fusionrec.core.assembly.config import parse_metric
+from fusionrec.core.engine.two_stage import Seen, masked_top_k
 from fusionrec.core.errors import ConfigError, FusionrecError, Problem, UnknownComponentError
 from fusionrec.core.metric import Metric
 
@@ -147,24 +148,13 @@ def evaluate(
         FusionrecError: bad arguments, item ids outside the catalogue, no user to evaluate, or a score function
             or metric that returns the wrong shape or NaN.
     """
-    _check_part(part)
-    _check_positive(n_items, "n_items")
-    _check_positive(batch_size, "batch_size")
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise FusionrecError(f"bootstrap must be a number of resamples ≥ 0 (0: no intervals), got {bootstrap!r}")
-    extra = dict(protocol or {})
-    clash = sorted(set(extra) & set(PROTOCOL_KEYS))
-    if clash:
-        raise FusionrecError(
-            f"protocol entries {clash} are filled in by evaluate(); pass other keys (e.g. dataset, split)"
-        )
+    extra = _check_arguments(part, n_items, batch_size, bootstrap, protocol)
     built = build_metrics(metrics, registry)
-    k_max = max(metric.k for _, metric in built)
 
     known = _Pairs.of(known_interactions(split, part), n_items, f"the interactions known for {part}")
     target = split.valid if part == "valid" else split.test
     relevant = _Pairs.of(target, n_items, f"split.{part}")
-    blocked, n_candidates = _blocked_items(split, part, n_items)
+    blocked, n_candidates = blocked_items(split, part, n_items)
 
     # relevant = distinct part items that can be ranked: not known to the user, among the candidates
     rankable = ~_member(relevant.keys, known.keys)
@@ -187,6 +177,53 @@ def evaluate(
             f"{'train' if part == 'valid' else 'train and valid'}, or outside the candidate items)"
         )
 
+    per_user, results = _measure(score, built, relevant, evaluated, known, blocked, n_items, n_candidates, batch_size)
+    ci = bootstrap_ci(per_user, bootstrap, seed) if bootstrap else {}
+    facts: dict[str, Any] = {
+        "part": part,
+        "n_users": len(evaluated),
+        "skipped_users": int(len(part_users) - len(evaluated)),
+        "masked": "train" if part == "valid" else "train+valid",
+        "candidates": "all items" if blocked is None else n_candidates,
+        "n_items": n_items,
+        "k": sorted({metric.k for _, metric in built}),
+        "metrics": [name for name, _ in built],
+        "bootstrap": bootstrap,
+        "seed": seed,
+    }
+    return EvalResult(part, results, per_user, ci, evaluated.astype(np.int64), {**facts, **extra})
+
+
+def _check_arguments(
+    part: object, n_items: int, batch_size: int, bootstrap: object, protocol: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    _check_part(part)
+    _check_positive(n_items, "n_items")
+    _check_positive(batch_size, "batch_size")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise FusionrecError(f"bootstrap must be a number of resamples ≥ 0 (0: no intervals), got {bootstrap!r}")
+    extra = dict(protocol or {})
+    clash = sorted(set(extra) & set(PROTOCOL_KEYS))
+    if clash:
+        raise FusionrecError(
+            f"protocol entries {clash} are filled in by evaluate(); pass other keys (e.g. dataset, split)"
+        )
+    return extra
+
+
+def _measure(
+    score: ScoreFn,
+    built: list[tuple[str, Metric]],
+    relevant: _Pairs,
+    evaluated: npt.NDArray[np.int64],
+    known: _Pairs,
+    blocked: npt.NDArray[np.bool_] | None,
+    n_items: int,
+    n_candidates: int,
+    batch_size: int,
+) -> tuple[dict[str, npt.NDArray[np.float64]], dict[str, float]]:
+    """Per-user values of the per-user metrics, and every metric's value."""
+    k_max = max(metric.k for _, metric in built)
     per_user_metrics = [(name, m) for name, m in built if m.per_user]
     corpus_metrics = [(name, m) for name, m in built if not m.per_user]
     values: dict[str, list[npt.NDArray[np.float64]]] = {name: [] for name, _ in per_user_metrics}
@@ -209,20 +246,7 @@ def evaluate(
             results[name] = float(per_user[name].mean())
         else:
             results[name] = _corpus_value(metric, name, np.concatenate(tops), n_candidates)
-    ci = bootstrap_ci(per_user, bootstrap, seed) if bootstrap else {}
-    facts: dict[str, Any] = {
-        "part": part,
-        "n_users": len(evaluated),
-        "skipped_users": int(len(part_users) - len(evaluated)),
-        "masked": "train" if part == "valid" else "train+valid",
-        "candidates": "all items" if blocked is None else n_candidates,
-        "n_items": n_items,
-        "k": sorted({metric.k for _, metric in built}),
-        "metrics": [name for name, _ in built],
-        "bootstrap": bootstrap,
-        "seed": seed,
-    }
-    return EvalResult(part, results, per_user, ci, evaluated.astype(np.int64), {**facts, **extra})
+    return per_user, results
 
 
 def top_k(
@@ -248,7 +272,7 @@ def top_k(
     if wanted.ndim != 1 or not np.issubdtype(wanted.dtype, np.integer):
         raise FusionrecError(f"users must be a 1-D array of internal user ids, got {wanted.dtype} {wanted.shape}")
     known = _Pairs.of(known_interactions(split, part), n_items, f"the interactions known for {part}")
-    blocked, _ = _blocked_items(split, part, n_items)
+    blocked, _ = blocked_items(split, part, n_items)
     out = np.full((len(wanted), k), -1, dtype=np.int64)
     start = 0
     for batch_users, top in _ranked(score, wanted.astype(np.int64), known, blocked, k, n_items, batch_size):
@@ -380,17 +404,13 @@ def _ranked(
             if device not in blocked_on:
                 blocked_on[device] = torch.from_numpy(blocked).to(device)
             scores.masked_fill_(blocked_on[device], float("-inf"))
-        rows, items = known.rows_of(batch)
-        if len(rows):
-            scores[torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)] = float("-inf")
-        best, index = torch.topk(scores, take, dim=1)
+        best, index = masked_top_k(scores, Seen(*known.rows_of(batch)), take)
         nan = torch.isnan(best).any(dim=1)  # topk ranks NaN above every number: a NaN score shows up here
         if nan.any():
             first = int(batch[int(nan.nonzero()[0, 0])])
             raise FusionrecError(
                 f"the score function returned NaN scores (first for user {first}); scores must be numbers"
             )
-        index[torch.isneginf(best)] = -1
         top = np.full((len(batch), k), -1, dtype=np.int64)
         top[:, :take] = index.cpu().numpy()
         yield batch, top
@@ -456,7 +476,7 @@ def _member(values: npt.NDArray[np.int64], ascending: npt.NDArray[np.int64]) -> 
     return found
 
 
-def _blocked_items(split: SplitData, part: str, n_items: int) -> tuple[npt.NDArray[np.bool_] | None, int]:
+def blocked_items(split: SplitData, part: str, n_items: int) -> tuple[npt.NDArray[np.bool_] | None, int]:
     """A mask of the items that may not be ranked in ``part`` (``None``: all may), and how many may."""
     candidates = split.valid_candidate_items if part == "valid" else split.candidate_items
     if candidates is None:

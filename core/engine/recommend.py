@@ -1,37 +1,25 @@
-"""Two-stage recommendation from a finished run: user vector → retriever top-N → ranker → top-k, explained.
+"""Recommendations from a trained run, as people read them: original ids, titles, posters, scores, weights.
 
-A :class:`Recommender` is opened from a run directory (``fusionrec train`` output). Every user's history is
-everything the data holds now (read at request time, so new interactions count without retraining), and the
-items in it are never recommended. Each recommendation carries the retrieval score, the ranker's score (when the
-run has a ranker) and the fuser's per-modality weights of the item, which say what the item's vector is made of.
-Runs of a ``model`` section (baselines) rank the whole catalogue with the model's scores instead.
+A :class:`Recommender` holds a run's data and its :class:`~fusionrec.core.engine.two_stage.TwoStage` (the one
+retrieve-then-rerank path evaluation measured). Every user's history is everything the data holds (read when the
+run is opened), and the items in it are never recommended. Each recommendation carries the retrieval score, the
+ranker's score (when the run applies a ranker) and the fuser's per-modality weights of the item, which say what
+the item's vector is made of. :func:`fusionrec.core.api.Run.open` builds one from a run directory.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import torch
 
-from fusionrec.core.assembly import loading
-from fusionrec.core.assembly.config import PipelineSpec, load_pipeline
 from fusionrec.core.data import IMAGE, TEXT, InteractionData
-from fusionrec.core.engine.rundir import CONFIG, RunDir, RunError
-from fusionrec.core.engine.two_tower import Histories, TwoTowerScorer
+from fusionrec.core.engine.two_stage import Ranked, Seen, TwoStage
+from fusionrec.core.engine.two_tower import Histories
 from fusionrec.core.errors import FusionrecError
-from fusionrec.core.model import Model
-from fusionrec.core.ranking import Ranker, RankingFeatures
-from fusionrec.core.retrieval import Retriever
-from fusionrec.registry import Registry
-from fusionrec.registry.persist import load_module
-
-DEFAULT_CANDIDATES = 200
 
 
 @dataclass
@@ -62,33 +50,28 @@ class Recommendation:
 
 
 class Recommender:
-    """Recommendations and similar items from a trained run."""
+    """Recommendations, session recommendations and similar items from a trained run, with what explains them.
 
-    def __init__(
-        self,
-        data: InteractionData,
-        *,
-        scorer: TwoTowerScorer | None = None,
-        item_weights: npt.NDArray[np.float32] | None = None,
-        modalities: Sequence[str] = (),
-        retriever: Retriever | None = None,
-        ranker: Ranker | None = None,
-        model: Model | None = None,
-        candidates: int = DEFAULT_CANDIDATES,
-    ) -> None:
-        if (scorer is None) == (model is None):
-            raise ValueError("a Recommender needs either a two-tower scorer or a model")
+    Everything goes through the run's :class:`~fusionrec.core.engine.two_stage.TwoStage` (the path evaluation
+    measured); this class only maps original ids to internal ones and back and formats the rows.
+
+    Attributes:
+        data: the run's data; every user's history is everything it holds (read when the run is opened).
+        stage: the two-stage path (retriever, ranker when applied).
+        modalities: the modality keys of the per-modality weights.
+    """
+
+    def __init__(self, data: InteractionData, stage: TwoStage, modalities: Sequence[str] = ()) -> None:
         self.data = data
-        self.scorer = scorer
-        self.item_weights = item_weights
+        self.stage = stage
         self.modalities = tuple(modalities)
-        self.retriever = retriever
-        self.ranker = ranker
-        self.model = model
-        self.candidates = candidates
         self.histories = Histories.from_frame(data.interactions, data.n_users)
         self._users = {str(u): i for i, u in enumerate(data.user_ids)}
         self._items = {str(v): i for i, v in enumerate(data.item_ids)}
+
+    @property
+    def candidates(self) -> int:
+        return self.stage.candidates
 
     # ids ------------------------------------------------------------------------------------------------------
 
@@ -97,7 +80,7 @@ class Recommender:
         found = self._users.get(str(user_id))
         if found is None:
             examples = ", ".join(str(u) for u in self.data.user_ids[:3])
-            raise FusionrecError(
+            raise UnknownIdError(
                 f"unknown user {user_id!r}: the data has {self.data.n_users:,} users (ids such as {examples}); "
                 "give a user id as it appears in the interactions file."
             )
@@ -107,206 +90,107 @@ class Recommender:
         found = self._items.get(str(item_id))
         if found is None:
             examples = ", ".join(str(v) for v in self.data.item_ids[:3])
-            raise FusionrecError(
+            raise UnknownIdError(
                 f"unknown item {item_id!r}: the catalogue has {self.data.n_items:,} items (ids such as {examples})."
             )
         return found
 
-    def check_k(self, k: int) -> None:
-        if k <= 0:
-            raise FusionrecError(f"k must be a positive number of recommendations, got {k}")
-        if k > self.data.n_items:
-            raise FusionrecError(f"k={k} is larger than the catalogue ({self.data.n_items:,} items); ask for fewer")
+    def check_k(self, k: int) -> int:
+        """``k`` capped at the catalogue's size; an error when it is not a positive number."""
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise FusionrecError(f"k must be a positive number of recommendations, got {k!r}")
+        return min(k, self.data.n_items)
 
     # recommend ------------------------------------------------------------------------------------------------
 
-    def recommend(
-        self, user_ids: Sequence[Any], k: int = 10, candidates: int | None = None
-    ) -> list[list[Recommendation]]:
+    def recommend(self, user_ids: Sequence[Any], k: int = 10) -> list[list[Recommendation]]:
         """Top-``k`` unseen items for each user (original ids), best first."""
-        self.check_k(k)
+        k = self.check_k(k)
         users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
-        if self.model is not None:
-            return self._from_model(users, k)
-        assert self.scorer is not None
-        n = max(k, candidates if candidates is not None else self.candidates)
-        n = min(n, self.data.n_items)
-        vectors = self.scorer.user_vectors(users, self.histories)
-        seen = [self.histories.items[self.histories.offsets[u] : self.histories.offsets[u + 1]].numpy() for u in users]
-        if self.retriever is not None:
-            found = self.retriever.search(vectors.numpy().astype(np.float32), n, exclude=seen)
-            ids, scores = torch.from_numpy(found.ids.copy()), torch.from_numpy(found.scores.copy())
-            # an approximate index can return fewer than k unseen items (an IVF index probing few lists): those
-            # users get the exact search instead, so a pipeline never returns short lists because of its index
-            short = [row for row in range(len(users)) if int((ids[row] >= 0).sum()) < min(k, n)]
-            if short:
-                logging.getLogger(__name__).warning(
-                    "the index returned fewer than %d unseen items for %d of %d users; searched them exactly",
-                    k,
-                    len(short),
-                    len(users),
-                )
-                exact_scores, exact_ids = self._exact(vectors[short], [seen[row] for row in short], n)
-                ids[short], scores[short] = exact_ids, exact_scores
-        else:
-            scores, ids = self._exact(vectors, seen, n)
-        out = []
-        for row in range(len(users)):
-            keep = (ids[row] >= 0) & torch.isfinite(scores[row])
-            items, retrieval = ids[row][keep], scores[row][keep]
-            ranked = None
-            if self.ranker is not None and len(items):
-                features = RankingFeatures(
-                    user=vectors[row].expand(len(items), -1),
-                    item=self.scorer.item_vectors[items],
-                    modality_weights=self._weights(items),
-                    retrieval_score=retrieval.float(),
-                )
-                ranked = torch.as_tensor(self.ranker.score(features), dtype=torch.float32)
-                order = torch.argsort(ranked, descending=True, stable=True)
-            else:
-                order = torch.arange(len(items))
-            out.append(
-                [
-                    self._row(
-                        rank + 1,
-                        int(items[i]),
-                        float(ranked[i] if ranked is not None else retrieval[i]),
-                        float(retrieval[i]),
-                        None if ranked is None else float(ranked[i]),
-                    )
-                    for rank, i in enumerate(order[:k].tolist())
-                ]
-            )
-        return out
+        seen = Seen.of_histories(self.histories, users)
+        queries = self.stage.query_vectors(users, self.histories) if self.stage.scorer is not None else None
+        lists = self.stage.lists(queries, seen, k, users=users, histories=self.data.interactions)
+        return [self._rows(ranked) for ranked in lists]
+
+    def recommend_history(
+        self, item_ids: Sequence[Any], k: int = 10, exclude: Sequence[Any] = ()
+    ) -> list[Recommendation]:
+        """Top-``k`` items for a history given now (original item ids, newest last), for a user the run does not
+        know: the user tower reads the history; its items and ``exclude`` are not recommended."""
+        k = self.check_k(k)
+        history = [self.item_index(i) for i in item_ids]
+        excluded = sorted(set(history) | {self.item_index(i) for i in exclude})
+        queries = self.stage.history_vectors([history])
+        [ranked] = self.stage.lists(queries, Seen.of_lists([excluded]), k)
+        return self._rows(ranked)
 
     def similar_items(self, item_id: Any, k: int = 10) -> list[Recommendation]:
         """The ``k`` items whose vectors are closest to ``item_id``'s (itself excluded)."""
-        self.check_k(k)
-        if self.scorer is None:
-            raise FusionrecError("similar items need item vectors: this run trained a model without them")
-        item = self.item_index(item_id)
-        query = self.scorer.item_vectors[item : item + 1]
-        if self.retriever is not None:
-            found = self.retriever.search(query.numpy().astype(np.float32), k, exclude=[np.array([item])])
-            ids, scores = found.ids[0], found.scores[0]
-        else:
-            all_scores = (query @ self.scorer.item_vectors.T)[0]
-            all_scores[item] = float("-inf")
-            top = all_scores.topk(min(k, self.data.n_items - 1))
-            ids, scores = top.indices.numpy(), top.values.numpy()
+        k = min(self.check_k(k), self.data.n_items - 1)
+        return self._rows(self.stage.similar(self.item_index(item_id), k))
+
+    def item(self, item_id: Any) -> dict[str, Any]:
+        """An item's metadata: id, title, text, image file name, whether it has an image and text."""
+        index = self.item_index(item_id)
+        items = self.data.items
+        row = {column: _plain(items[column].iat[index]) for column in items.columns}
+        image = row.get(IMAGE)
+        text = row.get(TEXT)
+        return {
+            "item_id": _plain(self.data.item_ids[index]),
+            "title": self._title(index),
+            "has_image": isinstance(image, str) and bool(image),
+            "has_text": isinstance(text, str) and bool(text),
+            "image": Path(image).name if isinstance(image, str) and image else None,
+            "text": text if isinstance(text, str) else None,
+            "weights": self._weights(index),
+        }
+
+    def history_of(self, user_id: Any, last: int = 20) -> list[Recommendation]:
+        """A user's most recent items (newest first), as rows."""
+        user = self.user_index(user_id)
+        items = self.histories.items[self.histories.offsets[user] : self.histories.offsets[user + 1]].tolist()
+        newest = items[::-1][:last]
+        return [self._row(rank + 1, item, 0.0, None, None) for rank, item in enumerate(newest)]
+
+    # rows -----------------------------------------------------------------------------------------------------
+
+    def _rows(self, ranked: Ranked) -> list[Recommendation]:
         return [
-            self._row(rank + 1, int(i), float(s), float(s), None)
-            for rank, (i, s) in enumerate(zip(ids, scores, strict=True))
-            if i >= 0
+            self._row(rank + 1, item, score, retrieval, None if ranked.ranker is None else ranked.ranker[rank])
+            for rank, (item, score, retrieval) in enumerate(
+                zip(ranked.items, ranked.score, ranked.retrieval, strict=True)
+            )
         ]
 
-    # helpers --------------------------------------------------------------------------------------------------
+    def _title(self, item: int) -> str:
+        items = self.data.items
+        return str(items["title"].iat[item] if "title" in items.columns else items[TEXT].iat[item])
 
-    def _exact(
-        self, vectors: torch.Tensor, seen: Sequence[npt.NDArray[np.int64]], n: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact top-``n`` scores and ids over the item vectors, each row's seen items excluded."""
-        assert self.scorer is not None
-        all_scores = vectors @ self.scorer.item_vectors.T
-        for row, seen_items in enumerate(seen):
-            all_scores[row, torch.from_numpy(seen_items)] = float("-inf")
-        scores, ids = all_scores.topk(n, dim=1)
-        return scores, ids
-
-    def _from_model(self, users: npt.NDArray[np.int64], k: int) -> list[list[Recommendation]]:
-        assert self.model is not None
-        scores = self.model.score(users, self.data.interactions).float()
-        for row, u in enumerate(users):
-            scores[row, self.histories.items[self.histories.offsets[u] : self.histories.offsets[u + 1]]] = float("-inf")
-        top = scores.topk(k, dim=1)
-        return [
-            [
-                self._row(rank + 1, int(i), float(s), None, None)
-                for rank, (i, s) in enumerate(zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True))
-                if s != float("-inf")
-            ]
-            for row in range(len(users))
-        ]
-
-    def _weights(self, items: torch.Tensor) -> torch.Tensor:
-        if self.item_weights is None:
-            return torch.zeros(len(items), 0)
-        return torch.from_numpy(self.item_weights[items.numpy()])
+    def _weights(self, item: int) -> dict[str, float]:
+        weights = self.stage.item_weights
+        if weights is None or weights.shape[1] != len(self.modalities):
+            return {}
+        return {m: float(w) for m, w in zip(self.modalities, weights[item].tolist(), strict=True)}
 
     def _row(self, rank: int, item: int, score: float, retrieval: float | None, ranker: float | None) -> Recommendation:
         items = self.data.items
-        title = items["title"].iat[item] if "title" in items.columns else items[TEXT].iat[item]
         image = items[IMAGE].iat[item] if IMAGE in items.columns else None
-        weights = {}
-        if self.item_weights is not None and self.item_weights.shape[1] == len(self.modalities):
-            weights = {m: float(w) for m, w in zip(self.modalities, self.item_weights[item], strict=True)}
         return Recommendation(
             rank=rank,
             item=item,
             item_id=self.data.item_ids[item],
-            title=str(title),
+            title=self._title(item),
             score=score,
             retrieval_score=retrieval,
             ranker_score=ranker,
-            weights=weights,
+            weights=self._weights(item),
             image=Path(image).name if isinstance(image, str) and image else None,
         )
 
 
-def open_run(path: Path, registry: Registry, candidates: int | None = None) -> Recommender:
-    """A :class:`Recommender` over a finished run directory.
-
-    Raises:
-        RunError: not a run, not finished, or an artifact missing or corrupted (checked against the manifest).
-    """
-    from fusionrec.core.engine import run_flow as tr
-
-    run = RunDir.open(path)
-    if not run.done("train"):
-        raise RunError(
-            f"{path}: the run has not finished training (status: {run.status()}); finish it with "
-            f"`fusionrec train PIPELINE.yaml --out {path} --resume`."
-        )
-    spec: PipelineSpec = load_pipeline(run.file(CONFIG), registry)
-    loaded = loading.load(run.path / CONFIG, registry)
-    n = candidates if candidates is not None else (spec.evaluate.candidates if spec.evaluate else DEFAULT_CANDIDATES)
-    if spec.model is not None:
-        model = registry.build(spec.model)
-        _check_folder(run, tr.MODEL)
-        return Recommender(loaded.data, model=type(model).load(run.path / tr.MODEL), candidates=n)
-    _check_folder(run, tr.USER_TOWER)
-    tower = load_module(run.path / tr.USER_TOWER, registry)
-    vectors = torch.from_numpy(np.load(run.file(tr.ITEM_VECTORS)))
-    weights = np.load(run.file(tr.ITEM_WEIGHTS))
-    modalities = run.stage("train").get("summary", {}).get("modalities", [])
-    scorer = TwoTowerScorer(tower, vectors, spec.train.normalize, loaded.data.n_users)
-    retriever = ranker = None
-    if spec.retriever is not None and (run.path / tr.INDEX).exists():
-        _check_folder(run, tr.INDEX)
-        retriever = type(registry.build(spec.retriever)).load(run.path / tr.INDEX)
-    if spec.ranker is not None and (run.path / tr.RANKER).exists():
-        _check_folder(run, tr.RANKER)
-        ranker = type(registry.build(spec.ranker)).load(run.path / tr.RANKER)
-    return Recommender(
-        loaded.data,
-        scorer=scorer,
-        item_weights=weights,
-        modalities=modalities,
-        retriever=retriever,
-        ranker=ranker,
-        candidates=n,
-    )
-
-
-def _check_folder(run: RunDir, name: str) -> None:
-    """Check every recorded file under ``name`` against the manifest."""
-    prefix = name + "/"
-    files = [rel for rel in run.manifest["artifacts"] if rel.startswith(prefix)]
-    if not files:
-        raise RunError(f"{run.path / name}: missing from the run (nothing recorded in the manifest)")
-    for rel in files:
-        run.file(rel)
+class UnknownIdError(FusionrecError):
+    """A user or item id that the run's data does not have (the server answers 404)."""
 
 
 def _plain(value: Any) -> Any:

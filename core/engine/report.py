@@ -37,15 +37,15 @@ def chart(metrics: dict[str, Any]) -> bytes:
         ]
         positions = [j + (i - (len(parts) - 1) / 2) * width for j in range(len(names))]
         ax.bar(positions, values, width, yerr=errors, capsize=3, label=part)
-    if "rerank" in metrics:
-        test = metrics["rerank"]["test"]["metrics"]
+    if "exact" in metrics and "test" in metrics["exact"]:
+        test = metrics["exact"]["test"]["metrics"]
         ax.scatter(
             range(len(names)),
             [test.get(n, float("nan")) for n in names],
             color="black",
             marker="D",
             zorder=3,
-            label="test, reranked",
+            label="test, exact search",
         )
     ax.set_xticks(range(len(names)), names, rotation=0)
     ax.set_ylabel("value")
@@ -63,21 +63,26 @@ def markdown(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recom
     summary = stage.get("summary", {})
     lines = [f"# fusionrec run report: {run.path.name}", ""]
     protocol = metrics.get("test", {}).get("protocol", {})
-    lines += ["## Metrics", "", "| metric | valid [95% CI] | test [95% CI] |", "|---|---|---|"]
-    for name in metrics.get("valid", {}).get("metrics", {}):
-        cells = []
-        for part in ("valid", "test"):
-            value = metrics.get(part, {}).get("metrics", {}).get(name)
-            ci = metrics.get(part, {}).get("ci", {}).get(name)
-            cells.append("-" if value is None else f"{value:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    lines += ["## Metrics", "", "| metric | path | valid [95% CI] | test [95% CI] |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in metric_table(metrics)]
     lines += ["", f"![metrics]({CHART})", "", "Protocol: " + ", ".join(f"{k} {v}" for k, v in protocol.items()), ""]
+    lines += [
+        "*served*: the path `fusionrec recommend` and the server use (the configured retriever, then the ranker when "
+        "it is applied); *exact*: the same with an exact search over every item.",
+        "",
+    ]
+    notes = metric_notes(metrics)
+    if "index" in metrics:
+        lines += [notes.pop(0) + ".", ""]
     if "rerank" in metrics:
-        rerank = metrics["rerank"]
-        lines += ["## Reranking", "", rerank["verdict"] + ".", "", rerank["protocol"] + ".", ""]
-        test = rerank["test"]["metrics"]
-        lines.append("Test with reranking: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()) + ".")
-        lines.append("")
+        lines += ["## Reranking", "", notes.pop(0) + ".", "", metrics["rerank"]["protocol"] + ".", ""]
+    weights_file = run.path / "item_weights.npy"
+    if weights_file.exists() and summary.get("modalities"):
+        import numpy as np
+
+        mean = np.load(weights_file).mean(axis=0)
+        shares = ", ".join(f"{m} {w:.3f}" for m, w in zip(summary["modalities"], mean.tolist(), strict=False))
+        lines += ["## Modality weights", "", f"Mean per-item weight of each modality: {shares}.", ""]
     lines += ["## Training", ""]
     lines.append(
         f"Stopped: {summary.get('stopped', '-')}; best epoch {summary.get('best_epoch', '-')}; "
@@ -117,6 +122,39 @@ def markdown(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recom
     lines += ["## Config (resolved)", "", "```yaml", config.rstrip(), "```", ""]
     lines += ["## Environment", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     return "\n".join(lines)
+
+
+def metric_table(metrics: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(metric, path, valid, test)`` rows with 95% intervals: the served path, then the exact path when the run
+    has one (``fusionrec run`` and ``evaluate`` print them, ``report.md`` shows them)."""
+    paths = [("served", metrics)] + ([("exact", metrics["exact"])] if "exact" in metrics else [])
+    return [
+        (name, label, _cell(block.get("valid", {}), name), _cell(block.get("test", {}), name))
+        for name in metrics.get("valid", {}).get("metrics", {})
+        for label, block in paths
+    ]
+
+
+def metric_notes(metrics: dict[str, Any]) -> list[str]:
+    """One line each for the index's recall against exact search and the reranking verdict, when the run has them."""
+    notes = []
+    if "index" in metrics:
+        index = metrics["index"]
+        recall = next(v for k, v in index.items() if k.startswith("recall@"))
+        notes.append(f"index: recall@{index['k']} {recall:.4f} against exact search, on {index['users']:,} test users")
+    if "rerank" in metrics:
+        rerank = metrics["rerank"]
+        applied = "applied" if rerank.get("applied") else "not applied"
+        notes.append(f"{rerank['verdict']} (ranker {applied}, --rerank {rerank.get('mode', 'auto')})")
+    return notes
+
+
+def _cell(part: dict[str, Any], name: str) -> str:
+    value = part.get("metrics", {}).get(name)
+    if value is None:
+        return "-"
+    ci = part.get("ci", {}).get(name)
+    return f"{value:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
 def write_report(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recommendation]]) -> None:

@@ -13,12 +13,18 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as metadata
 import json
+import os
 import platform
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+import yaml
+from filelock import FileLock, Timeout
 
 from fusionrec.core.errors import FusionrecError
 from fusionrec.core.io import atomic_write, atomic_write_text
@@ -75,35 +81,42 @@ class RunDir:
         pipeline: Path | None,
         seed: int,
         resume: bool,
-        resolve: Callable[[str], str] | None = None,
-    ) -> RunDir:
+        fresh: bool = False,
+    ) -> tuple[RunDir, list[str]]:
         """Start a run in ``path``, or continue the one there when ``resume``.
 
+        Returns:
+            The run, and what differs between the config the run there was made from and ``config_text``
+            (``key.path: old → new`` lines; empty for a new run or the same config). A continued run takes the new
+            config; the stages decide what of the old run still holds (:mod:`fusionrec.core.engine.stages`).
+
         Args:
-            resolve: turns the saved ``config.yaml`` text into the resolved text the running version would write for
-                it (every default filled in), so a run made before a release added a setting with a default that
-                keeps the old behaviour still resumes; ``None`` compares the texts as they are.
+            fresh: start over in ``path``: the old run is moved aside until the new one has its manifest, then
+                deleted.
 
         Raises:
-            RunError: ``path`` holds a run and ``resume`` is false (nothing is overwritten), or ``resume`` is true
-                and the run there was made from a different pipeline.
+            RunError: ``path`` holds a run and neither ``resume`` nor ``fresh`` is set (nothing is overwritten), or
+                ``path`` is a non-empty folder that holds no run.
         """
         path = Path(path)
         manifest_file = path / MANIFEST
+        aside = None
+        if fresh and manifest_file.exists():
+            aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            path.rename(aside)
         if manifest_file.exists():
             run = cls.open(path)
             if not resume:
                 raise RunError(
                     f"{path}: a run directory is already there (status: {run.status()}). Pass --resume to continue "
-                    "it, or choose another --out (nothing was overwritten)."
+                    "it, --fresh to start over, or choose another --out (nothing was overwritten)."
                 )
             saved = (path / CONFIG).read_text(encoding="utf-8") if (path / CONFIG).exists() else ""
-            if saved != config_text and (resolve is None or _resolved(resolve, saved) != config_text):
-                raise RunError(
-                    f"{path}: cannot resume: the run there was made from a different pipeline (its {CONFIG} differs "
-                    "from the resolved pipeline now). Resume with the same pipeline, or choose another --out."
-                )
-            return run
+            diff = config_diff(saved, config_text)
+            if saved != config_text:
+                atomic_write_text(path / CONFIG, config_text)
+                run.record(CONFIG)
+            return run, diff
         if path.exists() and any(path.iterdir()):
             raise RunError(
                 f"{path}: the folder is not empty and holds no run (no {MANIFEST}); choose an empty or new --out."
@@ -123,7 +136,9 @@ class RunDir:
         )
         atomic_write_text(path / CONFIG, config_text)
         run.record(CONFIG)
-        return run
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return run, []
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -204,6 +219,30 @@ class RunDir:
             )
         return target
 
+    def intact(self, name: str) -> bool:
+        """Whether artifact ``name`` (a file, or a folder's recorded files) is recorded, present and unchanged."""
+        prefix = name.rstrip("/") + "/"
+        files = [rel for rel in self.manifest["artifacts"] if rel == name or rel.startswith(prefix)]
+        return bool(files) and all(
+            (self.path / rel).is_file() and sha256(self.path / rel) == self.manifest["artifacts"][rel]["sha256"]
+            for rel in files
+        )
+
+    def problems(self, name: str) -> list[str]:
+        """What is wrong with artifact ``name`` (a file or folder): missing, not recorded, checksum mismatch."""
+        prefix = name.rstrip("/") + "/"
+        files = [rel for rel in self.manifest["artifacts"] if rel == name or rel.startswith(prefix)]
+        if not files:
+            return [f"{name}: missing (not recorded in {MANIFEST})"]
+        out = []
+        for rel in files:
+            target = self.path / rel
+            if not target.is_file():
+                out.append(f"{rel}: missing")
+            elif sha256(target) != self.manifest["artifacts"][rel]["sha256"]:
+                out.append(f"{rel}: checksum mismatch (changed or corrupted after it was written)")
+        return out
+
     def verify(self) -> list[str]:
         """Every recorded artifact that is missing or whose checksum differs (empty: the run is intact)."""
         problems = []
@@ -222,6 +261,12 @@ class RunDir:
 
     def done(self, name: str) -> bool:
         return bool(self.manifest["stages"].get(name, {}).get("status") == "done")
+
+    def reset(self, *names: str) -> None:
+        """Forget what the manifest says of these stages (status, checkpoint): they start over."""
+        for name in names:
+            self.manifest["stages"].pop(name, None)
+        self.save()
 
     def mark(self, name: str, status: str, **info: Any) -> None:
         entry = self.manifest["stages"].setdefault(name, {})
@@ -254,9 +299,62 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _resolved(resolve: Callable[[str], str], saved: str) -> str | None:
-    """``resolve(saved)``, or ``None`` when the saved config no longer validates (then it is a different pipeline)."""
+def config_diff(old: str, new: str) -> list[str]:
+    """Key-by-key differences between two resolved pipeline texts: ``train.epochs: 10 → 12``."""
+    before, after = _flat(yaml.safe_load(old) if old else {}), _flat(yaml.safe_load(new) if new else {})
+    lines = []
+    for key in sorted(set(before) | set(after), key=lambda k: (k.split(".")[0], k)):
+        if before.get(key, _MISSING) != after.get(key, _MISSING):
+            lines.append(f"{key}: {_shown(before.get(key, _MISSING))} → {_shown(after.get(key, _MISSING))}")
+    return lines
+
+
+_MISSING = object()
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is _MISSING else json.dumps(value, default=str)
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the run folder's writer lock (an OS file lock) while the block runs.
+
+    Raises:
+        RunError: another process holds it: "runs/x is being written by pid N since HH:MM".
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_file = path.parent / f".{path.name}.lock"
+    lock = FileLock(lock_file, timeout=0)
     try:
-        return resolve(saved)
-    except FusionrecError:
-        return None
+        lock.acquire()
+    except Timeout:
+        owner = _read_owner(lock_file.with_suffix(".owner"))
+        raise RunError(
+            f"{path} is being written by {owner}; wait for it to finish, or write to another --out"
+        ) from None
+    try:
+        atomic_write_text(
+            lock_file.with_suffix(".owner"), json.dumps({"pid": os.getpid(), "since": time.strftime("%H:%M")})
+        )
+        yield
+    finally:
+        lock.release()
+
+
+def _read_owner(file: Path) -> str:
+    try:
+        owner = json.loads(file.read_text(encoding="utf-8"))
+        return f"pid {owner['pid']} since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"

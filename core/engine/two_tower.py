@@ -172,10 +172,10 @@ class TwoTower(nn.Module):
 
 
 def encode_users(
-    tower: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    tower: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor],
     item_vectors: torch.Tensor,
     history: torch.Tensor,
-    users: torch.Tensor,
+    users: torch.Tensor | None,
     normalize: bool,
 ) -> torch.Tensor:
     """Run a user tower (its forward, or its ``encode_sequence``) on history item ids ``(B, L)`` (-1 = padding)
@@ -200,14 +200,23 @@ class TwoTowerScorer:
         self.max_history = int(getattr(tower, "max_history", 50))
 
     @torch.no_grad()
-    def user_vectors(self, users: npt.NDArray[np.int64], histories: Histories, batch_size: int = 1024) -> torch.Tensor:
+    def user_vectors(
+        self, users: npt.NDArray[np.int64], histories: Histories, batch_size: int = 1024, *, users_known: bool = True
+    ) -> torch.Tensor:
+        """User vectors from each user's last ``max_history`` items in ``histories``.
+
+        Args:
+            users: rows of ``histories`` (internal user ids when ``users_known``).
+            users_known: false for histories of users the model does not know (a session sent by a client): the
+                tower gets no user ids.
+        """
         index = torch.as_tensor(np.asarray(users, dtype=np.int64))
         out = [
             encode_users(
                 self.tower,
                 self.item_vectors,
                 histories.last(index[start : start + batch_size], self.max_history),
-                index[start : start + batch_size],
+                index[start : start + batch_size] if users_known else None,
                 self.normalize,
             )
             for start in range(0, len(index), batch_size)
