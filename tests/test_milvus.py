@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import socket
 import time
 from pathlib import Path
@@ -234,3 +235,80 @@ def test_the_quickstart_milvus_pipeline_retrieves_real_item_vectors(tmp_path: Pa
         retriever.save(tmp_path / "retriever")
     with type(retriever).load(tmp_path / "retriever") as again:
         np.testing.assert_array_equal(again.search(queries, 10, exclude=seen).ids, found.ids)
+
+
+# --- fusionrec bench retrieval with Milvus ------------------------------------------------------------------------
+
+BENCH = ["bench", "retrieval", "--quick", "--dim", "16", "--repeats", "1", "--threads", "1", "--quiet"]
+
+
+def test_the_retrieval_benchmark_measures_milvus_beside_its_faiss_twin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fusionrec.core import cli
+
+    code = cli.main(
+        [*BENCH, "--index", "Flat", "--index", "milvus:FLAT", "--index", "milvus:IVF_FLAT:nlist=16|nprobe=4",
+         "--index", "milvus:IVF_FLAT:nlist=16|nprobe=16", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "retrieval.json").read_text())
+    assert "--index 'milvus:IVF_FLAT:nlist=16|nprobe=4'" in result["command"]
+    (data,) = result["datasets"]
+    assert [e["label"] for e in data["results"]] == ["Flat"]  # the FAISS rows asked for, and only those
+    flat, coarse, fine = data["milvus"]
+    assert [e["faiss_index"] for e in data["milvus"]] == ["Flat", "IVF16,Flat", "IVF16,Flat"]
+    assert [e["faiss_search"] for e in data["milvus"]] == ["", "nprobe=4", "nprobe=16"]
+    assert flat["recall_at_10"] == 1.0 == flat["faiss_recall_at_10"]
+    assert fine["recall_at_10"] == 1.0 > coarse["recall_at_10"]  # nprobe = nlist searches every list
+    assert coarse["build_s"] == fine["build_s"], "search configurations of one index share one build"
+    for entry in data["milvus"]:
+        assert entry["stored_bytes"] > 0
+        for mode in ("batch1", "batch"):
+            timing = entry[mode]
+            assert timing["ratio"] == pytest.approx(timing["milvus_qps"] / timing["faiss_qps"])
+    markdown = (tmp_path / "retrieval.md").read_text()
+    assert "| `milvus:IVF_FLAT:nlist=16|nprobe=16` | `IVF16,Flat` nprobe=16 |" in markdown
+    assert lite_servers() == 0
+
+
+def test_retriever_milvus_adds_the_default_milvus_configurations() -> None:
+    from fusionrec.core.bench import retrieval as br
+    from fusionrec.core.bench import retrieval_milvus as bm
+
+    options = br.make_options(
+        sizes="2000", dim=8, vectors=None, vectors_name=None, queries=None, indexes=(), metric="ip",
+        retrievers=("milvus",), device="cpu", threads=None, repeats=None, seed=0, quick=True,
+    )  # fmt: skip
+    assert br.faiss_choices(options, 2000, 8) == ()  # only Milvus asked for
+    labels = [c.label for c in br.milvus_choices(options, 2000)]
+    assert labels == [
+        "milvus:FLAT",
+        "milvus:HNSW:M=32,efConstruction=40|ef=32",
+        "milvus:HNSW:M=32,efConstruction=40|ef=128",
+        *(f"milvus:IVF_FLAT:nlist=128|nprobe={p}" for p in (8, 32, 128)),
+    ]
+    assert [bm.faiss_twin(c) for c in br.milvus_choices(options, 2000)][1:4] == [
+        ("HNSW32", "efSearch=32"),
+        ("HNSW32", "efSearch=128"),
+        ("IVF128,Flat", "nprobe=8"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        ("milvus:HNSW:Mx=3", "error: --index 'milvus:HNSW:Mx=3': index_params: HNSW does not take 'Mx'"),
+        ("milvus:HNSW:M=big", "error: --index 'milvus:HNSW:M=big': 'M=big' is not KEY=INTEGER"),
+        ("milvus:", "error: --index 'milvus:': no Milvus index type"),
+    ],
+    ids=["unknown-key", "not-an-integer", "no-index"],
+)
+def test_bad_milvus_index_options_are_one_line(
+    index: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fusionrec.core import cli
+
+    assert cli.main([*BENCH, "--index", index, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(expected), err

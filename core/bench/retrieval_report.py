@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fusionrec.core.bench.retrieval_milvus as retrieval_milvus
 from fusionrec.core.io import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
@@ -149,8 +150,12 @@ def command_line(options: BenchOptions, out: Path) -> str:
             args += [flag, str(path)]
     if options.vectors_name:
         args += ["--vectors-name", options.vectors_name]
-    for choice in options.indexes:
+    for choice in (*options.indexes, *options.milvus):
         args += ["--index", choice.label]
+    for retriever in options.retrievers if options.retrievers != ("faiss",) else ():
+        args += ["--retriever", retriever]
+    if options.milvus_uri:
+        args += ["--milvus-uri", options.milvus_uri]
     settings: tuple[tuple[str, object, object], ...] = (
         ("--metric", options.metric, "ip"),
         ("--device", options.device, "cpu"),
@@ -313,6 +318,7 @@ def render_markdown(result: dict[str, Any], with_plot: bool = True) -> str:
                     f"| `{x['index']}` | {x['search'] or '–'} | {x['users']} | {size['min']}–{size['max']} "
                     f"(mean {size['mean']:.0f}) | {' | '.join(cells)} | {faster} |"
                 )
+        lines += retrieval_milvus.render(data.get("milvus", []))
         lines.append("")
     lines += _target_lines(result["targets"])
     return "\n".join(lines) + "\n"

@@ -588,9 +588,20 @@ def bench_cmd() -> None:
     multiple=True,
     metavar="FACTORY[|SEARCH]",
     help="A FAISS index_factory string (verbatim) and search parameters after '|': 'HNSW32|efSearch=64', "
-    "'IVF4096,Flat|nprobe=16'. Repeatable; one factory string is built once. Default: Flat, HNSW32 (efSearch "
-    "32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
+    "'IVF4096,Flat|nprobe=16'; or a Milvus index: 'milvus:HNSW:M=32,efConstruction=40|ef=64', "
+    "'milvus:IVF_FLAT:nlist=1024|nprobe=16', 'milvus:FLAT'. Repeatable; one factory string is built once. "
+    "Default: Flat, HNSW32 (efSearch 32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
 )
+@click.option(
+    "--retriever",
+    "retrievers",
+    multiple=True,
+    type=click.Choice(["faiss", "milvus"]),
+    help="Measure this retriever's default configurations (repeatable): faiss (unless --index is given), milvus "
+    "(FLAT, HNSW ef 32/128, IVF_FLAT nprobe 8/32/128, each beside its FAISS twin; needs the milvus extra). "
+    "[default: faiss]",
+)
+@click.option("--milvus-uri", help="A Milvus server for the milvus retriever (default: embedded Milvus Lite).")
 @click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True, help="Similarity.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Search on.")
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: FAISS's, one per core).")
@@ -613,6 +624,8 @@ def bench_retrieval(
     vectors_name: str | None,
     queries: Path | None,
     indexes: tuple[str, ...],
+    retrievers: tuple[str, ...],
+    milvus_uri: str | None,
     metric: str,
     device: str,
     threads: int | None,
@@ -623,8 +636,8 @@ def bench_retrieval(
     quiet: bool,
 ) -> None:
     """FAISS indexes through fusionrec's faiss retriever: build time, memory, recall@10, QPS at batch 1 and 1024
-    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector).
-    See docs/benchmarks.md."""
+    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector); Milvus
+    indexes (--index milvus:…, --retriever milvus) against their FAISS twins. See docs/benchmarks.md."""
     from fusionrec.core.bench import retrieval as br
     from fusionrec.core.bench import retrieval_report as report
 
@@ -635,6 +648,8 @@ def bench_retrieval(
         vectors_name=vectors_name,
         queries=queries,
         indexes=indexes,
+        retrievers=retrievers,
+        milvus_uri=milvus_uri,
         metric=metric,
         device=device,
         threads=threads,
