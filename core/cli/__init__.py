@@ -447,17 +447,27 @@ def _print_recommendations(title: str, rows: list[Any]) -> None:
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one report per modality).")
-def features_cmd(pipeline: Path, quiet: bool, as_json: bool) -> None:
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Encode only shard I of N (the items at positions p with p % N == I) into the shared cache; run the N "
+    "shards at once, in any processes or machines that share the cache folder. Under torchrun, RANK/WORLD_SIZE "
+    "give it. [default: every item]",
+)
+def features_cmd(pipeline: Path, quiet: bool, as_json: bool, shard: str | None) -> None:
     """Compute the features of PIPELINE's frozen encoders into the feature cache; print counts and items/s.
 
     Only items not already cached (same encoder fingerprint, same content) are encoded: a second run encodes
-    nothing. Trainable encoders are skipped: training computes their vectors.
+    nothing. Trainable encoders are skipped: training computes their vectors. With --shard I/N (or under
+    torchrun) only one shard of the items is encoded; shards write the cache safely at the same time.
     """
     from fusionrec.core.engine import features as fe
+    from fusionrec.core.engine.feature_shards import resolve_shard
 
+    chosen = resolve_shard(shard)
     registry = get_registry()
     _warn_failed(registry)
-    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err)
+    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err, shard=chosen)
     if as_json:
         out.print_json(json.dumps({"pipeline": str(pipeline), **computed.to_dict()}))
         return
