@@ -268,7 +268,7 @@ def test_the_retrieval_benchmark_measures_milvus_beside_its_faiss_twin(
             timing = entry[mode]
             assert timing["ratio"] == pytest.approx(timing["milvus_qps"] / timing["faiss_qps"])
     markdown = (tmp_path / "retrieval.md").read_text()
-    assert "| `milvus:IVF_FLAT:nlist=16|nprobe=16` | `IVF16,Flat` nprobe=16 |" in markdown
+    assert "| `milvus:IVF_FLAT:nlist=16\\|nprobe=16` | `IVF16,Flat` nprobe=16 |" in markdown
     assert lite_servers() == 0
 
 

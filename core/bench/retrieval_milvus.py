@@ -308,8 +308,9 @@ def render(entries: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for e in entries:
         twin = f"`{e['faiss_index']}`" + (f" {e['faiss_search']}" if e["faiss_search"] else "")
+        label = e["label"].replace("|", "\\|")  # a bare | splits a Markdown table cell, even inside backticks
         lines.append(
-            f"| `{e['label']}` | {twin} | {e['build_s']:.1f} ({e['faiss_build_s']:.1f}) | {_mb(e['stored_bytes'])} | "
+            f"| `{label}` | {twin} | {e['build_s']:.1f} ({e['faiss_build_s']:.1f}) | {_mb(e['stored_bytes'])} | "
             f"{_mb(e['rss_delta_bytes'])} | {e['recall_at_10']:.3f} ({e['faiss_recall_at_10']:.3f}) | "
             f"{_qps(e['batch1']['milvus_qps'])} | {e['batch1']['ratio']:.3f} | {_qps(e['batch']['milvus_qps'])} | "
             f"{e['batch']['ratio']:.3f} |"
