@@ -19,7 +19,10 @@ from fusionrec.core.errors import FusionrecError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pipeline(tmp_path: Path, cache: Path) -> Path:
+IMAGE = "  image: {type: cnn, trainable: false, dim: 16, channels: [4, 8], image_size: 32}\n"
+
+
+def pipeline(tmp_path: Path, cache: Path, image: bool = True) -> Path:
     """The quickstart data with cheap encoders: TF-IDF texts and a small frozen (random, seeded) CNN on posters."""
     path = tmp_path / f"features-{cache.name}.yaml"
     path.write_text(
@@ -27,8 +30,7 @@ def pipeline(tmp_path: Path, cache: Path) -> Path:
 data: {{type: movielens, path: {REPO / "examples" / "data" / "quickstart"}}}
 encoders:
   text: {{type: bow, max_features: 128}}
-  image: {{type: cnn, trainable: false, dim: 16, channels: [4, 8], image_size: 32}}
-features: {{cache: {cache}, num_workers: 0, batch_size: 64}}
+{IMAGE if image else ""}features: {{cache: {cache}, num_workers: 0, batch_size: 64}}
 train: {{seed: 3}}
 """
     )
@@ -69,8 +71,8 @@ def stores(cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def test_two_concurrent_shards_fill_one_cache_like_one_process(tmp_path: Path) -> None:
     shared, single = tmp_path / "shared", tmp_path / "single"
     path = pipeline(tmp_path, shared)
-    workers = [features(path, "--shard", "0/2"), features(path, env={"RANK": "1", "WORLD_SIZE": "2"})]
-    reports = [finish(worker) for worker in workers]  # the second takes its shard from torchrun's variables
+    workers = [features(path, "--shard", "0/2"), features(path, "--shard", "1/2")]
+    reports = [finish(worker) for worker in workers]
     for shard, report in enumerate(reports):
         assert report["shard"] == f"{shard}/2"
         for modality in report["modalities"]:  # type: ignore[attr-defined]
@@ -87,6 +89,19 @@ def test_two_concurrent_shards_fill_one_cache_like_one_process(tmp_path: Path) -
         assert len(keys) == 300
         np.testing.assert_array_equal(sharded[name][0], keys)
         np.testing.assert_array_equal(sharded[name][1], vectors)
+
+
+def test_each_torchrun_worker_takes_its_shard(tmp_path: Path) -> None:
+    path = pipeline(tmp_path, tmp_path / "cache", image=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--no-python",
+               str(Path(sys.executable).with_name("fusionrec")), "features", str(path), "--quiet"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    for shard in ("0/2", "1/2"):
+        assert f"shard {shard}: 150 of the 300 items with text" in done.stdout
+    again = finish(features(path))
+    assert [(m["encoded"], m["cached"]) for m in again["modalities"]] == [(0, 300)]  # type: ignore[attr-defined]
 
 
 def test_a_merge_keeps_rows_another_writer_added_meanwhile(tmp_path: Path) -> None:
