@@ -196,8 +196,13 @@ class MilvusRetriever(Retriever):
         pymilvus = _pymilvus()
         lite = self._session.lite
         target = str(lite) if lite is not None else str(self.params["uri"])
+        # pymilvus pings every 10 s; Milvus Lite's gRPC server allows one ping per 5 min and answers more with a
+        # GOAWAY (too_many_pings) that gRPC logs to stderr. A loopback channel needs no keepalive: none for Lite.
+        quiet = {"grpc_options": {"grpc.keepalive_time_ms": 2**31 - 1, "grpc.keepalive_permit_without_calls": 0}}
         try:
-            client = pymilvus.MilvusClient(uri=target, token=self._token(), timeout=self.params["timeout"])
+            client = pymilvus.MilvusClient(
+                uri=target, token=self._token(), timeout=self.params["timeout"], **(quiet if lite else {})
+            )
         except pymilvus.MilvusException as exc:
             if lite is not None:
                 raise DataError(
