@@ -44,7 +44,7 @@ $(VENV)/.deps-runtime: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	touch $@
 
 $(VENV)/.deps-dev: $(VENV)/.deps-runtime
-	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,dev]" --config-settings editable_mode=strict
+	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,dev,milvus]" --config-settings editable_mode=strict
 	touch $@
 
 # A strict editable install maps core/, plugins/, registry/ to fusionrec.* through a link tree under build/ (what

@@ -47,6 +47,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.encoders.bow",
     "fusionrec.plugins.retrievers.exact",
     "fusionrec.plugins.retrievers.faiss",
+    "fusionrec.plugins.retrievers.milvus",
     "fusionrec.plugins.user_towers.towers",
     "fusionrec.plugins.metrics.top_k",
     "fusionrec.plugins.models.baselines",

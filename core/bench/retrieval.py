@@ -107,7 +107,14 @@ class BenchOptions:
     vectors_name: str | None = None
     queries: Path | None = None
     indexes: tuple[IndexChoice, ...] = ()
-    """Empty: :func:`default_indexes` for each data set."""
+    """Empty (and no ``milvus`` choices either): :func:`default_indexes` for each data set, if ``retrievers`` has
+    ``faiss``."""
+    milvus: tuple[Any, ...] = ()
+    """:class:`~fusionrec.core.bench.retrieval_milvus.MilvusChoice` values (``--index milvus:…``)."""
+    retrievers: tuple[str, ...] = ("faiss",)
+    """Whose default configurations to measure: ``faiss`` (when no ``--index`` is given) and ``milvus`` (always)."""
+    milvus_uri: str | None = None
+    """A Milvus server for the milvus retriever; None: embedded Milvus Lite."""
     metric: str = "ip"
     device: str = "cpu"
     threads: int | None = None
@@ -481,10 +488,27 @@ def exclusion_summary(entry: dict[str, Any]) -> str:
     return f"{entry['users']} users; " + ", ".join(parts)
 
 
+def faiss_choices(options: BenchOptions, n: int, dim: int) -> tuple[IndexChoice, ...]:
+    """The FAISS configurations to measure: those given, else the defaults unless only Milvus was asked for."""
+    if options.indexes or options.milvus:
+        return options.indexes
+    return default_indexes(n, dim) if "faiss" in options.retrievers else ()
+
+
+def milvus_choices(options: BenchOptions, n: int) -> tuple[Any, ...]:
+    """The Milvus configurations to measure: those given, and the defaults with ``--retriever milvus``."""
+    import fusionrec.core.bench.retrieval_milvus as retrieval_milvus
+
+    defaults = retrieval_milvus.default_choices(n) if "milvus" in options.retrievers else ()
+    return tuple(dict.fromkeys((*options.milvus, *defaults)))
+
+
 def run_dataset(registry: Registry, options: BenchOptions, data: Dataset, progress: Progress | None) -> dict[str, Any]:
     """Every index configuration on one data set."""
+    import fusionrec.core.bench.retrieval_milvus as retrieval_milvus
+
     n, dim = data.vectors.shape
-    choices = options.indexes or default_indexes(n, dim)
+    choices = faiss_choices(options, n, dim)
     if progress:
         progress.step(f"{data.name}: exact search (ground truth)")
     start = time.perf_counter()
@@ -502,6 +526,7 @@ def run_dataset(registry: Registry, options: BenchOptions, data: Dataset, progre
         results += measured
         if excluded is not None:
             exclusions.append(excluded)
+    milvus = retrieval_milvus.measure(registry, options, data, milvus_choices(options, n), truth, progress)
     flat = next((r for r in results if r["index"] == "Flat" and "error" not in r), None)
     for entry in results:
         if flat is not None and "error" not in entry:
@@ -517,6 +542,7 @@ def run_dataset(registry: Registry, options: BenchOptions, data: Dataset, progre
         "exact_search_s": truth_s,
         "results": results,
         "exclusion": exclusions,
+        "milvus": milvus,
     }
 
 
@@ -548,6 +574,11 @@ def check_options(registry: Registry, options: BenchOptions) -> None:
         create_retriever(registry, options, choice)  # parses the factory string and the search parameters
     if not options.indexes:
         create_retriever(registry, options, IndexChoice("Flat"))  # checks --device
+    if options.milvus or "milvus" in options.retrievers:
+        import fusionrec.core.bench.retrieval_milvus as retrieval_milvus
+
+        for milvus in milvus_choices(options, MIN_ITEMS):
+            retrieval_milvus.check_choice(registry, milvus, options.metric, options.milvus_uri)
 
 
 def run_benchmark(
@@ -579,7 +610,7 @@ def _run(
 
     loaders = datasets(options)
     if progress:
-        per_set = len(options.indexes) or len(default_indexes(MIN_ITEMS, options.dim))
+        per_set = len(faiss_choices(options, MIN_ITEMS, options.dim)) + len(milvus_choices(options, MIN_ITEMS))
         progress.start(len(loaders) * (per_set + 1))  # + 1: the exact search of each data set
     started = time.time()
     load = [os.getloadavg()[0]]
@@ -624,20 +655,29 @@ def make_options(
     queries: Path | None,
     indexes: Sequence[str],
     metric: str,
+    retrievers: Sequence[str] = ("faiss",),
+    milvus_uri: str | None = None,
     device: str,
     threads: int | None,
     repeats: int | None,
     seed: int,
     quick: bool,
 ) -> BenchOptions:
-    """Options from the command line's values; ``sizes`` and ``repeats`` default by ``quick``."""
+    """Options from the command line's values; ``sizes`` and ``repeats`` default by ``quick``; ``--index`` values
+    that start with ``milvus:`` are Milvus configurations."""
+    import fusionrec.core.bench.retrieval_milvus as retrieval_milvus
+
+    milvus = tuple(retrieval_milvus.parse_choice(t) for t in indexes if t.strip().startswith(retrieval_milvus.PREFIX))
     return BenchOptions(
         sizes=(QUICK_SIZES if quick else DEFAULT_SIZES) if sizes is None else parse_sizes(sizes),
         dim=dim,
         vectors=vectors,
         vectors_name=vectors_name,
         queries=queries,
-        indexes=tuple(parse_index(text) for text in indexes),
+        indexes=tuple(parse_index(t) for t in indexes if not t.strip().startswith(retrieval_milvus.PREFIX)),
+        milvus=milvus,
+        retrievers=tuple(dict.fromkeys(retrievers)) or ("faiss",),
+        milvus_uri=milvus_uri,
         metric=metric,
         device=device,
         threads=threads,

@@ -495,17 +495,27 @@ def _print_recommendations(title: str, rows: list[Any]) -> None:
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one report per modality).")
-def features_cmd(pipeline: Path, quiet: bool, as_json: bool) -> None:
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Encode only shard I of N (the items at positions p with p % N == I) into the shared cache; run the N "
+    "shards at once, in any processes or machines that share the cache folder. Under torchrun, RANK/WORLD_SIZE "
+    "give it. [default: every item]",
+)
+def features_cmd(pipeline: Path, quiet: bool, as_json: bool, shard: str | None) -> None:
     """Compute the features of PIPELINE's frozen encoders into the feature cache; print counts and items/s.
 
     Only items not already cached (same encoder fingerprint, same content) are encoded: a second run encodes
-    nothing. Trainable encoders are skipped: training computes their vectors.
+    nothing. Trainable encoders are skipped: training computes their vectors. With --shard I/N (or under
+    torchrun) only one shard of the items is encoded; shards write the cache safely at the same time.
     """
     from fusionrec.core.engine import features as fe
+    from fusionrec.core.engine.feature_shards import resolve_shard
 
+    chosen = resolve_shard(shard)
     registry = get_registry()
     _warn_failed(registry)
-    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err)
+    computed = fe.run_features(pipeline, registry, progress=not quiet, console=err, shard=chosen)
     if as_json:
         out.print_json(json.dumps({"pipeline": str(pipeline), **computed.to_dict()}))
         return
@@ -636,9 +646,20 @@ def bench_cmd() -> None:
     multiple=True,
     metavar="FACTORY[|SEARCH]",
     help="A FAISS index_factory string (verbatim) and search parameters after '|': 'HNSW32|efSearch=64', "
-    "'IVF4096,Flat|nprobe=16'. Repeatable; one factory string is built once. Default: Flat, HNSW32 (efSearch "
-    "32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
+    "'IVF4096,Flat|nprobe=16'; or a Milvus index: 'milvus:HNSW:M=32,efConstruction=40|ef=64', "
+    "'milvus:IVF_FLAT:nlist=1024|nprobe=16', 'milvus:FLAT'. Repeatable; one factory string is built once. "
+    "Default: Flat, HNSW32 (efSearch 32, 128), IVF≈4·√n,Flat (nprobe 8, 32, 128), IVF≈4·√n,PQ(dim/4)np (nprobe 32).",
 )
+@click.option(
+    "--retriever",
+    "retrievers",
+    multiple=True,
+    type=click.Choice(["faiss", "milvus"]),
+    help="Measure this retriever's default configurations (repeatable): faiss (unless --index is given), milvus "
+    "(FLAT, HNSW ef 32/128, IVF_FLAT nprobe 8/32/128, each beside its FAISS twin; needs the milvus extra). "
+    "[default: faiss]",
+)
+@click.option("--milvus-uri", help="A Milvus server for the milvus retriever (default: embedded Milvus Lite).")
 @click.option("--metric", type=click.Choice(["ip", "l2"]), default="ip", show_default=True, help="Similarity.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Search on.")
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: FAISS's, one per core).")
@@ -661,6 +682,8 @@ def bench_retrieval(
     vectors_name: str | None,
     queries: Path | None,
     indexes: tuple[str, ...],
+    retrievers: tuple[str, ...],
+    milvus_uri: str | None,
     metric: str,
     device: str,
     threads: int | None,
@@ -671,8 +694,8 @@ def bench_retrieval(
     quiet: bool,
 ) -> None:
     """FAISS indexes through fusionrec's faiss retriever: build time, memory, recall@10, QPS at batch 1 and 1024
-    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector).
-    See docs/benchmarks.md."""
+    against raw FAISS on the same index, and seen-item exclusion (over-fetch against an IDSelector); Milvus
+    indexes (--index milvus:…, --retriever milvus) against their FAISS twins. See docs/benchmarks.md."""
     from fusionrec.core.bench import retrieval as br
     from fusionrec.core.bench import retrieval_report as report
 
@@ -683,6 +706,8 @@ def bench_retrieval(
         vectors_name=vectors_name,
         queries=queries,
         indexes=indexes,
+        retrievers=retrievers,
+        milvus_uri=milvus_uri,
         metric=metric,
         device=device,
         threads=threads,

@@ -6,12 +6,16 @@ Layout under the cache folder (``features.cache``, else ``$FUSIONREC_CACHE``, el
       CURRENT                        the name of the complete generation (written atomically, last)
       g18c2f0a1b2c3d4e5-1a2b3c/      a generation: vectors.npy, keys.npy, meta.json
       .tmp-…/                        a generation being written (or left by a crash; removed later)
+    .image-3f9c0e1d2a4b5c6d.lock     the store's lock, taken by :meth:`FeatureStore.merge` (one writer at a time)
 
 ``vectors.npy`` holds float32 rows (memory-mapped on load), ``keys.npy`` one content key per row (the hex blake2b
 digest of an image file's bytes or of a text's UTF-8 encoding, ``S32``) and ``meta.json`` the fingerprint, dim,
 row count and the fusionrec version. A write builds a new generation in a temporary folder, renames it into
 place, then points ``CURRENT`` at it: a reader sees the old store or the new one, never a half-written one, and an
-interrupted write leaves the previous store as it was.
+interrupted write leaves the previous store as it was. Writers that may run at once (the shards of
+``fusionrec features --shard I/N``, two runs sharing a cache) go through :meth:`FeatureStore.merge`, which re-reads
+the current generation under a file lock and keeps every row of it that the new rows do not replace, so no
+writer's rows are lost.
 
 Invalidation needs no bookkeeping: another fingerprint is another store, and changed content is another key.
 """
@@ -167,6 +171,41 @@ class FeatureStore:
         if meta.get("count") != len(keys) or meta.get("dim") != vectors.shape[1]:
             return "meta.json disagrees with the arrays"
         return None
+
+    def merge(
+        self,
+        keys: npt.NDArray[Any],
+        vectors: npt.NDArray[np.float32],
+        dim: int,
+        info: dict[str, Any] | None = None,
+    ) -> StoreContents:
+        """Write ``keys`` and their ``vectors`` first, then every row of the current generation with another key.
+
+        Under the store's file lock (``.NAME.lock`` beside it, :mod:`filelock`), the current generation is read
+        at that moment, not when the caller looked: rows another process wrote meanwhile are kept. A generation of
+        another dimension is replaced (logged).
+
+        Args:
+            keys: unique content keys (``S32``).
+            vectors: ``(len(keys), dim)`` float32.
+            dim: the vectors' width.
+            info: extra facts for ``meta.json``.
+        """
+        import numpy as np
+        from filelock import FileLock
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f".{self.path.name}.lock")):
+            current = self.load()
+            if current is not None and current.dim != dim:
+                log.warning("feature store %s has dim %d, the encoder %d; replacing it", self.path, current.dim, dim)
+                current = None
+            blocks = [(keys, vectors)]
+            if current is not None:
+                kept = ~np.isin(current.keys, keys)
+                if kept.any():
+                    blocks.append((current.keys[kept], np.asarray(current.vectors[kept])))
+            return self.write(blocks, dim, info)
 
     def write(
         self,

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from fusionrec.core.assembly.config import FeaturesConfig, PipelineSpec, load_pipeline
 from fusionrec.core.data import IMAGE, TEXT, InteractionData
 from fusionrec.core.engine.feature_batches import encode_items
-from fusionrec.core.engine.feature_cache import FeatureStore, StoreContents, cache_root, file_key, text_key
+from fusionrec.core.engine.feature_cache import FeatureStore, cache_root, file_key, text_key
+from fusionrec.core.engine.feature_shards import Shard
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.registry import Registry
 
@@ -83,6 +84,8 @@ class FeatureReport:
         encode_seconds: wall time of the encoding loop alone.
         store: the store folder, for cached encoders.
         fingerprint: the encoder's fingerprint, for cached encoders.
+        shard: ``I/N`` when only shard I of N was encoded (``present``, ``encoded``, ``cached`` count its items).
+        shard_items: the items offering input that belong to the shard.
     """
 
     key: str
@@ -103,6 +106,8 @@ class FeatureReport:
     encode_seconds: float = 0.0
     store: str | None = None
     fingerprint: str | None = None
+    shard: str | None = None
+    shard_items: int | None = None
 
     @property
     def unusable_count(self) -> int:
@@ -144,6 +149,8 @@ class FeatureReport:
             "items_per_s": round(rate, 2) if rate is not None else None,
             "store": self.store,
             "fingerprint": self.fingerprint,
+            "shard": self.shard,
+            "shard_items": self.shard_items,
         }
 
 
@@ -173,6 +180,7 @@ class FeaturesRun:
         encoders: the pipeline's encoders, as built (and fitted, for those computed).
         inputs: trainable encoders' preprocessed inputs, by modality key, when they are trained end to end
             (:func:`fusionrec.core.engine.encoder_inputs.training_features`); empty otherwise.
+        shard: the shard encoded (``fusionrec features --shard I/N``), or None for every item.
     """
 
     cache: Path
@@ -181,10 +189,12 @@ class FeaturesRun:
     seconds: float
     encoders: list[NamedEncoder] = field(default_factory=list)
     inputs: dict[str, EncoderInputs] = field(default_factory=dict)
+    shard: Shard | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "cache": str(self.cache),
+            "shard": self.shard.label if self.shard else None,
             "seconds": round(self.seconds, 3),
             "modalities": [report.to_dict() for report in self.reports],
         }
@@ -241,6 +251,7 @@ def extract(
     cache: bool = True,
     progress: bool = False,
     console: Console | None = None,
+    shard: Shard | None = None,
 ) -> tuple[dict[str, FeatureMatrix], list[FeatureReport]]:
     """Compute every modality's features for ``data``'s catalogue.
 
@@ -252,6 +263,8 @@ def extract(
         cache: use the on-disk cache for frozen encoders (``False``: encode everything, write nothing).
         progress: show a progress bar per modality on ``console``.
         console: where the progress bars go (default: stderr).
+        shard: encode only this shard's items (:mod:`~fusionrec.core.engine.feature_shards`); the matrices then
+            hold vectors for those items only.
 
     Returns:
         The matrices by modality key, and one report per encoder.
@@ -264,7 +277,8 @@ def extract(
             if named.encoder.trainable and trainable == "skip":
                 reports.append(_skipped(named, data.n_items))
                 continue
-            matrix = extract_modality(named, raw_values(data, named.encoder), config, root=root, cache=cache, bars=bars)
+            raws = raw_values(data, named.encoder)
+            matrix = extract_modality(named, raws, config, root=root, cache=cache, bars=bars, shard=shard)
             matrices[named.key] = matrix
             reports.append(matrix.report)
     return matrices, reports
@@ -301,6 +315,7 @@ def extract_modality(
     root: Path | None = None,
     cache: bool = True,
     bars: Callable[[str, int], Advance] | None = None,
+    shard: Shard | None = None,
 ) -> FeatureMatrix:
     """Compute one modality's features for items offering ``raws`` (image paths or texts; ``None`` for none).
 
@@ -311,6 +326,8 @@ def extract_modality(
         root: the cache folder (default: from ``config``).
         cache: use the cache (frozen encoders only).
         bars: ``bars(label, total)`` returns a callback advancing a progress bar.
+        shard: encode only the items of this shard (the encoder is still fitted on every item, so all shards
+            share its fingerprint and store).
     """
     import numpy as np
 
@@ -320,6 +337,9 @@ def extract_modality(
     n = len(raws)
     report, candidates = fit_encoder(named, raws)
     dim = report.dim
+    if shard is not None:
+        candidates = shard.owns(candidates)
+        report.shard, report.shard_items = shard.label, len(candidates)
 
     def unusable(position: int, reason: str) -> None:
         report.note_unusable(raws[position], reason)
@@ -435,33 +455,21 @@ def _cached(
         out[positions[~from_old]] = encoded.vectors[new_rows[~from_old]]
     if report.encoded == 0:
         return out, present
-    written = _write(store, old, key_array, positions, out, dim, named.name)
+    written = _write(store, key_array, positions, out, dim, named.name)
     if everything:
         return written.vectors[: len(keys)], present
     return out, present
 
 
-def _write(
-    store: FeatureStore,
-    old: StoreContents | None,
-    keys: Any,
-    positions: Any,
-    out: Any,
-    dim: int,
-    name: str,
-) -> StoreContents:
-    """Write the catalogue's rows first (in catalogue order, each key once), then the old rows it does not use."""
+def _write(store: FeatureStore, keys: Any, positions: Any, out: Any, dim: int, name: str) -> Any:
+    """Write the catalogue's rows first (in catalogue order, each key once), then the store's rows it does not use
+    (read under the store's lock, so rows another process wrote meanwhile, e.g. another shard's, are kept)."""
     import numpy as np
 
     _, first = np.unique(keys, return_index=True)
     first = np.sort(first)
-    blocks = [(keys[first], out[positions[first]])]
-    if old is not None:
-        kept = ~np.isin(old.keys, keys)
-        if kept.any():
-            blocks.append((old.keys[kept], np.asarray(old.vectors[kept])))
     try:
-        return store.write(blocks, dim, {"encoder": name})
+        return store.merge(keys[first], out[positions[first]], dim, {"encoder": name})
     except OSError as exc:
         raise FusionrecError(
             f"cannot write the feature cache {store.path}: {exc.strerror or exc}; free some space, or point "
@@ -493,13 +501,15 @@ def pipeline_features(
     progress: bool = False,
     console: Console | None = None,
     trainable: Trainable = "skip",
+    shard: Shard | None = None,
 ) -> FeaturesRun:
     """The features of a loaded pipeline (``fusionrec features`` and the features stage of ``fusionrec run``).
 
     Trainable encoders are skipped by default: their vectors change while training, so the training engine
     computes them. Encoders are built and fitted with torch seeded from ``train.seed`` (the global random state is
     restored afterwards), so a randomly initialised encoder gets the same weights, and the same fingerprint, in
-    ``fusionrec features`` and in every training run of the pipeline.
+    ``fusionrec features`` and in every training run of the pipeline. With ``shard``, only that shard's items
+    are encoded (``fusionrec features --shard I/N``): the matrices are partial, the cache is what counts.
     """
     import torch
 
@@ -508,26 +518,38 @@ def pipeline_features(
         torch.manual_seed(loaded.spec.train.seed)
         encoders = build_encoders(loaded.spec, registry)
         matrices, reports = extract(
-            loaded.data, encoders, loaded.spec.features, trainable=trainable, progress=progress, console=console
+            loaded.data,
+            encoders,
+            loaded.spec.features,
+            trainable=trainable,
+            progress=progress,
+            console=console,
+            shard=shard,
         )
     seconds = time.perf_counter() - start
-    return FeaturesRun(cache_root(loaded.spec.features.cache), matrices, reports, seconds, encoders)
+    return FeaturesRun(cache_root(loaded.spec.features.cache), matrices, reports, seconds, encoders, shard=shard)
 
 
 def run_features(
-    pipeline: Path, registry: Registry, *, progress: bool = False, console: Console | None = None
+    pipeline: Path,
+    registry: Registry,
+    *,
+    progress: bool = False,
+    console: Console | None = None,
+    shard: Shard | None = None,
 ) -> FeaturesRun:
-    """``fusionrec features PIPELINE``: validate, check there are encoders, load the data, fill the cache."""
+    """``fusionrec features PIPELINE [--shard I/N]``: validate, check there are encoders, load the data, fill the
+    cache (with ``shard``, only that shard's items)."""
     from fusionrec.core.assembly import loading
 
     check_encoders(load_pipeline(pipeline, registry), pipeline)
     loaded = loading.load(pipeline, registry)
-    return pipeline_features(loaded, registry, progress=progress, console=console)
+    return pipeline_features(loaded, registry, progress=progress, console=console, shard=shard)
 
 
 def summary_lines(run: FeaturesRun) -> list[str]:
     """What ``fusionrec features`` prints: per modality the encoder, counts, throughput and store."""
-    lines = [f"features (cache {run.cache}):"]
+    lines = [f"features (cache {run.cache}{f', shard {run.shard.label}' if run.shard else ''}):"]
     for r in run.reports:
         head = f"  {r.key}: {r.encoder} ({r.reads}, dim {r.dim})"
         if r.skipped:
@@ -547,6 +569,8 @@ def summary_lines(run: FeaturesRun) -> list[str]:
         if r.end_to_end:
             lines.append(f"    {r.present:,} inputs preprocessed once, not cached; {r.seconds:.2f} s{speed}")
             continue
+        if r.shard is not None:
+            lines.append(f"    shard {r.shard}: {r.shard_items:,} of the {r.items - r.missing:,} items with {r.reads}")
         cached = "not cached (trainable)" if r.store is None else f"{r.cached:,} from cache"
         lines.append(f"    {r.encoded:,} encoded now, {cached}; {r.seconds:.2f} s{speed}")
         if r.store is not None:
