@@ -86,7 +86,9 @@ def test_resolved_prints_every_default_and_round_trips(pipeline, tmp_path: Path)
     assert second.stdout == result.stdout
 
 
-def test_run_quickstart_end_to_end(tmp_path: Path) -> None:
+def test_run_quickstart_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = {"FUSIONREC_CACHE": str(tmp_path / "cache")}
     out = str(tmp_path / "run")
     result = run("run", "examples/quickstart.yaml", "--out", out, "-q", env=env)
@@ -109,6 +111,32 @@ def test_run_quickstart_end_to_end(tmp_path: Path) -> None:
     assert (
         json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["train"] == manifest["stages"]["train"]
     )
+    # served and exact rows; the table printed is the list that runs (one row per stage of STAGES)
+    from fusionrec.core.engine.stages import STAGE_NAMES
+
+    assert "│ served │" in result.stdout and "│ exact  │" in result.stdout and "index: recall@20" in result.stdout
+    assert all(f"│ {name}" in result.stdout for name in STAGE_NAMES)
+    # one run parses the YAML once and loads the data once (here in-process, on the finished run)
+    import fusionrec.core.assembly.config as config
+    from fusionrec.plugins.datasets.movielens_impl import MovieLens
+
+    calls = {"parse": 0, "load": 0}
+    parse, load = config.parse_pipeline, MovieLens.load
+
+    def counting_parse(*args: object, **kwargs: object) -> object:
+        calls["parse"] += 1
+        return parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    def counting_load(self: MovieLens) -> object:
+        calls["load"] += 1
+        return load(self)
+
+    monkeypatch.setattr(config, "parse_pipeline", counting_parse)
+    monkeypatch.setattr(MovieLens, "load", counting_load)
+    monkeypatch.setenv("FUSIONREC_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["run", "examples/quickstart.yaml", "--out", out, "-q"]) == 0
+    assert calls == {"parse": 1, "load": 1}, calls
+    assert "user 1: top 10" in capsys.readouterr().out
 
 
 def test_plugins_lists_builtins_with_origin() -> None:

@@ -436,6 +436,12 @@ def _trained(ctx: RunContext) -> Trained:
 def _two_stage(ctx: RunContext, *, trained: Trained | None = None, retriever: Any = None) -> TwoStage:
     trained = trained if trained is not None else _trained(ctx)
     config = ctx.spec.evaluate if ctx.spec.evaluate is not None else EvaluateConfig()
+    exact = None
+    if retriever is not None and trained.scorer is not None:
+        # the exact path searches with the `exact` retriever plugin over the same vectors
+        exact = ctx.registry.build(ctx.registry.spec("retriever", {"type": "exact"}))
+        vectors = trained.scorer.item_vectors.numpy().astype(np.float32)
+        exact.build(vectors, np.arange(vectors.shape[0], dtype=np.int64))
     return TwoStage(
         ctx.need_loaded().data.n_items,
         scorer=trained.scorer,
@@ -443,6 +449,7 @@ def _two_stage(ctx: RunContext, *, trained: Trained | None = None, retriever: An
         item_weights=trained.item_weights,
         retriever=retriever,
         candidates=config.candidates,
+        exact_retriever=exact,
     )
 
 

@@ -127,6 +127,9 @@ class TwoStage:
         ranker: the reranker, or ``None``.
         apply_ranker: whether :meth:`lists` and :meth:`score_fn` rerank (the run's ``--rerank`` decision).
         candidates: N, the candidates retrieved per query (at least ``k``).
+        exact_retriever: what :meth:`exact` searches with (the ``exact`` retriever over the same vectors, so that a
+            pipeline whose retriever is ``exact`` reports identical served and exact rows); ``None``: a torch
+            matrix product.
     """
 
     n_items: int
@@ -137,6 +140,7 @@ class TwoStage:
     ranker: Ranker | None = None
     apply_ranker: bool = True
     candidates: int = DEFAULT_CANDIDATES
+    exact_retriever: Retriever | None = None
 
     def __post_init__(self) -> None:
         if (self.scorer is None) == (self.model is None):
@@ -146,7 +150,7 @@ class TwoStage:
 
     def exact(self) -> TwoStage:
         """The same path with an exact search instead of the retriever."""
-        return replace(self, retriever=None)
+        return replace(self, retriever=self.exact_retriever)
 
     def without_ranker(self) -> TwoStage:
         return replace(self, apply_ranker=False)
