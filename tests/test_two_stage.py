@@ -78,3 +78,14 @@ def test_a_pipeline_with_the_milvus_retriever_runs_end_to_end(tmp_path: Path) ->
     reopened = Run.open(tmp_path / "run")
     [rows] = reopened.recommend(["u1"], k=5)
     assert len(rows) == 5 and (tmp_path / "run" / "report.md").exists()
+
+
+def test_a_baseline_run_is_served_through_the_same_path(tmp_path: Path) -> None:
+    pipeline = write_pipeline(tmp_path, encoders=False, user="", extra="model: {type: popularity}\n")
+    Pipeline.load(pipeline, get_registry()).train(tmp_path / "run")
+    run = Run.open(tmp_path / "run")
+    [rows] = run.recommend(["u1"], k=5)
+    assert len(rows) == 5 and all(r.ranker_score is None for r in rows)
+    assert run.path_description == "model scores over every item"
+    seen = set(run.recommender.data.interactions.query("user == @run.recommender.user_index('u1')")["item"])
+    assert not seen & {r.item for r in rows}

@@ -232,9 +232,9 @@ class Run:
         """The run's :class:`Recommender` (built once)."""
         if self._recommender is None:
             ctx = self._ctx
-            if ctx.served is None or ctx.trained is None or ctx.loaded is None:
+            if ctx.trained is None or ctx.loaded is None:
                 raise RunError(f"{self.path}: the run has not finished; nothing to recommend from")
-            self._recommender = Recommender(ctx.loaded.data, ctx.served, ctx.trained.modalities)
+            self._recommender = Recommender(ctx.loaded.data, stages.served_path(ctx), ctx.trained.modalities)
         return self._recommender
 
     def recommend(self, user_ids: Sequence[Any], k: int = 10) -> list[list[Recommendation]]:

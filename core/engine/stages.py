@@ -149,7 +149,7 @@ def restore_index(ctx: RunContext) -> None:
 
 def run_rerank(ctx: RunContext) -> None:
     """Fit the ranker on half the validation users and judge it on the other half (:mod:`ranker_fit`)."""
-    spec, split, served = ctx.spec, ctx.need_split(), _served(ctx)
+    spec, split, served = ctx.spec, ctx.need_split(), served_path(ctx)
     assert spec.ranker is not None
     ranker = ctx.registry.build(spec.ranker)
     fit_users, report_users = ranker_fit.halves(split.valid["user"].unique().astype(np.int64), spec.train.seed)
@@ -190,7 +190,7 @@ def set_rerank(ctx: RunContext, mode: str) -> None:
 
 def _apply_ranker(ctx: RunContext, ranker: Any, record: dict[str, Any]) -> None:
     applied = ranker_fit.applies(ctx.rerank, record.get("helped"))
-    ctx.served = replace(_served(ctx), ranker=ranker, apply_ranker=applied)
+    ctx.served = replace(served_path(ctx), ranker=ranker, apply_ranker=applied)
     ctx.metrics["rerank"] = {
         **{k: v for k, v in record.items() if k != "report_users"},
         "applied": applied,
@@ -204,7 +204,7 @@ def _apply_ranker(ctx: RunContext, ranker: Any, record: dict[str, Any]) -> None:
 
 def run_evaluate(ctx: RunContext) -> None:
     """Validation and test metrics of the served path (retriever, then ranker when applied) and of the exact path."""
-    served = _served(ctx)
+    served = served_path(ctx)
     trained = _trained(ctx)
     results: dict[str, Any] = {}
     refit = trained.summary.get("refit")
@@ -250,6 +250,8 @@ def _measure(ctx: RunContext, stage: TwoStage, part: evaluation.Part, users: Any
         "split": loading.split_name(ctx.need_loaded()),
         "path": describe_path(stage),
     }
+    if part == "valid" and stage.reranks and users is None:
+        protocol["ranker fitted on"] = "half of these validation users (rerank.valid_after: the other half alone)"
     result = evaluation.evaluate(
         score, split, part, metric_names(ctx.spec), n_items, registry=ctx.registry,
         bootstrap=config.bootstrap, seed=ctx.spec.train.seed, users=users, protocol=protocol,
@@ -302,7 +304,7 @@ def run_report(ctx: RunContext) -> None:
     from fusionrec.core.engine import report
     from fusionrec.core.engine.recommend import Recommender
 
-    recommender = Recommender(ctx.need_loaded().data, _served(ctx), _trained(ctx).modalities)
+    recommender = Recommender(ctx.need_loaded().data, served_path(ctx), _trained(ctx).modalities)
     users = list(ctx.sample_users) or [str(recommender.data.user_ids[0])]
     samples = dict(zip(users, recommender.recommend(users, 10), strict=True))
     report.write_report(ctx.run, ctx.metrics, samples)
@@ -453,7 +455,7 @@ def _two_stage(ctx: RunContext, *, trained: Trained | None = None, retriever: An
     )
 
 
-def _served(ctx: RunContext) -> TwoStage:
+def served_path(ctx: RunContext) -> TwoStage:
     """The path users get: retriever (when the pipeline has one) and ranker (when applied)."""
     if ctx.served is None:
         ctx.served = _two_stage(ctx)
