@@ -315,7 +315,7 @@ def run_report(ctx: RunContext) -> None:
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", ("data",), run_data),
-    Stage("features", ("encoders", "features"), run_features),
+    Stage("features", ("encoders",), run_features),  # `features` (cache, batch size, workers) changes no vector
     Stage(
         "train",
         ("fuser", "user", "model", "train"),
