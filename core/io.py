@@ -1,4 +1,4 @@
-"""Atomic file writes: an artifact is either complete or absent, never half-written."""
+"""Atomic file writes (an artifact is either complete or absent, never half-written) and the cache folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+CACHE_ENV = "FUSIONREC_CACHE"
+"""Environment variable naming the cache folder (features and exported encoder models)."""
+
+
+def cache_root(configured: Path | None = None) -> Path:
+    """The cache folder: ``configured`` (``features.cache``), else ``$FUSIONREC_CACHE``, else the default.
+
+    Feature stores live directly in it; encoders keep exported models under its ``exported/`` folder.
+    """
+    if configured is not None:
+        return Path(configured)
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "fusionrec" / "features"
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fusionrec.core.io import atomic_write_text
+from fusionrec.core.io import CACHE_ENV, atomic_write_text, cache_root
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 FORMAT = 1
 """Version of the store layout; part of every store's name, so a new layout never reads an old one."""
 
-CACHE_ENV = "FUSIONREC_CACHE"
 CURRENT = "CURRENT"
 KEY_DTYPE = "S32"
 """Content keys: 32 hex digits (a 128-bit blake2b digest), ASCII, so numpy never strips a trailing NUL."""
@@ -50,16 +49,6 @@ STALE_TMP_SECONDS = 3600.0
 """Temporary folders older than this are left-overs of a crashed write and are removed by the next write."""
 
 log = logging.getLogger("fusionrec.features")
-
-
-def cache_root(configured: Path | None = None) -> Path:
-    """The feature cache folder: ``configured`` (``features.cache``), else ``$FUSIONREC_CACHE``, else the default."""
-    if configured is not None:
-        return Path(configured)
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "fusionrec" / "features"
 
 
 def store_name(modality: str, fingerprint: str) -> str:

@@ -382,7 +382,9 @@ def _cached(
 
     encoder, dim = named.encoder, report.dim
     report.fingerprint = fingerprint = encoder.fingerprint()
-    store = FeatureStore(root if root is not None else cache_root(config.cache), encoder.modality, fingerprint)
+    folder = root if root is not None else cache_root(config.cache)
+    encoder.set_cache_folder(folder)  # where an exported inference model is kept, beside the vectors
+    store = FeatureStore(folder, encoder.modality, fingerprint)
     report.store = str(store.path)
     keyed: list[tuple[int, bytes]] = []
     for i in candidates:

@@ -16,6 +16,7 @@ from fusionrec.core.errors import ConfigError, did_you_mean
 from fusionrec.core.params import as_kwargs
 from fusionrec.plugins.encoders.encoder_files import read_encoder, write_encoder
 from fusionrec.plugins.encoders.image_io import open_rgb
+from fusionrec.plugins.encoders.runtime_impl import FastPath
 from fusionrec.plugins.encoders.timm import PACKAGED_WEIGHTS, TimmParams
 from fusionrec.plugins.encoders.timm_weights import (
     file_sha256,
@@ -108,11 +109,14 @@ class TimmEncoder(Encoder):
         weights: str | Path = "efficientnet-lite0",
         image_size: int | None = None,
         trainable: bool = False,
+        runtime: str = "auto",
         *,
         _state: dict[str, torch.Tensor] | None = None,
         _weights_id: str | None = None,
     ) -> None:
-        self.params = TimmParams(model=model, weights=weights, image_size=image_size, trainable=trainable)
+        self.params = TimmParams(
+            model=model, weights=weights, image_size=image_size, trainable=trainable, runtime=runtime
+        )
         if _state is not None:  # load(): the saved weights replace whatever ``weights`` names
             self._model, _ = create_network(model, "none", image_size)
             self._model.load_state_dict(_state, strict=True)
@@ -133,6 +137,20 @@ class TimmEncoder(Encoder):
         dim: Any = getattr(self._model, "head_hidden_size", None) or self._model.num_features
         self._dim = int(dim)
         self._state_id: str | None = None
+        # frozen models may run exported (ONNX Runtime, OpenVINO), chosen and checked on the first batch
+        self._fast = (
+            None
+            if trainable
+            else FastPath(
+                self.name,
+                self.params.runtime,
+                "none",
+                self._model,
+                ["pixels"],
+                {"pixels": {0: "batch"}},
+                self.fingerprint,
+            )
+        )
 
     @property
     def dim(self) -> int:
@@ -151,8 +169,22 @@ class TimmEncoder(Encoder):
         tensor: torch.Tensor = self._transform(open_rgb(raw))
         return tensor
 
+    @property
+    def runtime(self) -> str | None:
+        """The runtime in use (``torch``, ``onnx``, ``openvino``, ``compile``); ``None`` until the first batch."""
+        return "torch" if self._fast is None else self._fast.chosen
+
+    def set_cache_folder(self, folder: Path) -> None:
+        if self._fast is not None:
+            self._fast.cache_folder = Path(folder)
+
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         device = next(self._model.parameters()).device
+        if self._fast is None or self._fast.uses_torch or device.type != "cpu":
+            return self._eager(batch, device)
+        return self._fast.run([batch.float()], lambda out: out, lambda: self._eager(batch, device))
+
+    def _eager(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
         batch = batch.to(device, memory_format=torch.channels_last, non_blocking=True)
         out: torch.Tensor = self._model(batch)
         return out.float()
