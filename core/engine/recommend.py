@@ -134,7 +134,8 @@ class Recommender:
         vectors = self.scorer.user_vectors(users, self.histories)
         seen = [self.histories.items[self.histories.offsets[u] : self.histories.offsets[u + 1]].numpy() for u in users]
         if self.retriever is not None:
-            found = self.retriever.search(vectors.numpy().astype(np.float32), n, exclude=seen)
+            # the towers' output is contiguous finite float32: the retriever's lean path, without input checks
+            found = self.retriever.search_prepared(vectors.numpy().astype(np.float32), n, exclude=seen)
             ids, scores = torch.from_numpy(found.ids.copy()), torch.from_numpy(found.scores.copy())
             # an approximate index can return fewer than k unseen items (an IVF index probing few lists): those
             # users get the exact search instead, so a pipeline never returns short lists because of its index
@@ -188,7 +189,9 @@ class Recommender:
         item = self.item_index(item_id)
         query = self.scorer.item_vectors[item : item + 1]
         if self.retriever is not None:
-            found = self.retriever.search(query.numpy().astype(np.float32), k, exclude=[np.array([item])])
+            found = self.retriever.search_prepared(
+                query.numpy().astype(np.float32), k, exclude=[np.array([item], dtype=np.int64)]
+            )
             ids, scores = found.ids[0], found.scores[0]
         else:
             all_scores = (query @ self.scorer.item_vectors.T)[0]
