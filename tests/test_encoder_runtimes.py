@@ -216,3 +216,16 @@ def _torch_threads() -> Iterator[None]:
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+def test_preprocess_equals_timms_transform_bit_for_bit() -> None:
+    """The to-tensor and normalise steps run in numpy (fast under load) and give exactly timm's tensors."""
+    from fusionrec.plugins.encoders.image_io import open_rgb
+
+    encoder = TimmEncoder(runtime="torch")
+    assert encoder._scale is not None  # the numpy path is in use for EfficientNet-Lite0
+    for path in posters(16):
+        mine = encoder.preprocess(path)
+        timms = encoder._transform(open_rgb(path))
+        assert mine.dtype == timms.dtype == torch.float32 and mine.is_contiguous()
+        assert torch.equal(mine, timms)

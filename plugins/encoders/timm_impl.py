@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config  # type: ignore[attr-defined]
@@ -91,6 +92,30 @@ def create_network(
     return network, identity
 
 
+def split_transform(transform: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
+    """timm's evaluation transform as its Pillow steps and the ``(mean, std)`` of its final to-tensor + normalise.
+
+    Those last two steps are done in numpy by :meth:`TimmEncoder.preprocess`, with the same float32 operations
+    (divide by 255, subtract the mean, divide by the std). Done by torch they are two tiny multi-threaded ops per
+    image: on 2 cores under load (load average 10) they took 80 + 68 ms per poster with 2 torch threads against
+    3 + 2 ms with one, while the whole numpy version takes about 1 ms. ``(transform, None)`` when the transform
+    does not end that way (it then runs as it is).
+    """
+    from torchvision import transforms as tv
+
+    steps = list(getattr(transform, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-1], tv.Normalize):
+        return transform, None
+    if type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor") or any(
+        isinstance(step, tv.Normalize | tv.ToTensor) for step in steps[:-2]
+    ):
+        return transform, None
+    normalize = steps[-1]
+    mean = np.asarray(torch.as_tensor(normalize.mean, dtype=torch.float32), dtype=np.float32).reshape(1, 1, -1)
+    std = np.asarray(torch.as_tensor(normalize.std, dtype=torch.float32), dtype=np.float32).reshape(1, 1, -1)
+    return tv.Compose(steps[:-2]), (mean, std)
+
+
 class TimmEncoder(Encoder):
     """Any timm image model; its pooled features (no classifier) are the item's image vector.
 
@@ -133,6 +158,7 @@ class TimmEncoder(Encoder):
         overrides = {"input_size": (3, image_size, image_size)} if image_size is not None else {}
         self.data_config: dict[str, Any] = resolve_data_config(overrides, model=self._model)  # type: ignore[no-untyped-call]
         self._transform = create_transform(**self.data_config, is_training=False)
+        self._pil_steps, self._scale = split_transform(self._transform)
         # head_hidden_size: models with a pre-logits layer (MobileNetV3) pool to that width, not num_features
         dim: Any = getattr(self._model, "head_hidden_size", None) or self._model.num_features
         self._dim = int(dim)
@@ -166,8 +192,12 @@ class TimmEncoder(Encoder):
 
     def preprocess(self, raw: Any) -> torch.Tensor:
         """Open the image with Pillow (as RGB) and apply timm's evaluation transform."""
-        tensor: torch.Tensor = self._transform(open_rgb(raw))
-        return tensor
+        if self._scale is None:
+            tensor: torch.Tensor = self._transform(open_rgb(raw))
+            return tensor
+        mean, std = self._scale
+        pixels = np.asarray(self._pil_steps(open_rgb(raw)), dtype=np.float32) / np.float32(255)
+        return torch.from_numpy(np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1)))
 
     @property
     def runtime(self) -> str | None:

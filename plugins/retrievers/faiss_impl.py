@@ -411,21 +411,24 @@ class FaissRetriever(Retriever):
         returns its arrays in place, distances negated for ``l2``. One query with exclusions goes straight to its
         selector search once the index is known to take one; other exclusions take :meth:`search`'s paths.
         """
-        if self._index is None:
+        index, metric = self._index, self.params["metric"]
+        if index is None:
             raise DataError("the index is empty: call build() before search()")
-        if self.metric == "cosine":
+        if metric == "cosine":
             queries = queries.copy()
             faiss.normalize_L2(queries)
         if exclude is None or not any(len(row) for row in exclude):
-            distances, labels = self._searcher(k).search(queries, k)
+            distances, labels = (self._searcher(k) if self.use_gpu else index).search(queries, k)
         elif len(queries) == 1 and self._selector and not self.use_gpu:
             banned = np.asarray(exclude[0], dtype=np.int64)
             distances, labels = self._selector_target().search(queries, k, self._selector_params(banned))
         else:
             return self.search(queries, k, exclude)
-        if self.metric == "l2":
+        if metric == "l2":
             np.negative(distances, out=distances)
-        if labels.size and labels[:, -1].min() < 0:  # FAISS puts missing results last
+        # FAISS puts missing results last; one row (serving) is checked without a numpy reduction
+        rows = len(labels)
+        if (labels[0, -1] < 0) if rows == 1 else (rows > 1 and labels[:, -1].min() < 0):
             distances[labels < 0] = -np.inf
         return SearchResult(labels, distances)
 
