@@ -213,7 +213,9 @@ class FeatureStore:
         generation = f"g{time.time_ns():x}-{secrets.token_hex(3)}"
         try:
             _write_vectors(tmp / "vectors.npy", blocks, count, dim)
-            _write_keys(tmp / "keys.npy", np.concatenate([keys for keys, _ in blocks]).astype(KEY_DTYPE))
+            # one block (the engine's usual case) is written as it is: no copy of a million keys
+            all_keys = blocks[0][0] if len(blocks) == 1 else np.concatenate([keys for keys, _ in blocks])
+            _write_keys(tmp / "keys.npy", np.asarray(all_keys).astype(KEY_DTYPE, copy=False))
             _write_meta(tmp / "meta.json", meta)
             os.rename(tmp, self.path / generation)
         except BaseException:
