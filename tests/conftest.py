@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +14,11 @@ import pytest
 # A stray model-hub lookup would spend ~47 s in DNS retries before failing: never let one start.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Encoders called outside the feature engine keep exported models in the default cache folder: one per test
+# session, shared by its tests (each model is exported once) and never the user's ~/.cache.
+if "FUSIONREC_CACHE" not in os.environ:
+    os.environ["FUSIONREC_CACHE"] = tempfile.mkdtemp(prefix="fusionrec-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FUSIONREC_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 

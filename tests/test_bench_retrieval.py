@@ -56,6 +56,12 @@ def test_a_quick_run_writes_json_markdown_and_plot(tmp_path: Path, capsys: pytes
             assert timing["raw_qps"] > 0 and timing["fusionrec_qps"] > 0
             assert timing["ratio"] == pytest.approx(timing["fusionrec_qps"] / timing["raw_qps"])
     assert flat["batch"]["size"] == 256 and 20 <= flat["batch1"]["queries"] <= 256
+    for entry in data["results"]:  # the engine's path, search_prepared, timed the same way
+        for mode in ("batch1_prepared", "batch_prepared"):
+            assert entry[mode]["raw_qps"] > 0 and entry[mode]["fusionrec_qps"] > 0
+    prepared = result["targets"]["prepared_qps_ratio"]
+    assert prepared["batch1"]["measurements"] == 3 and "median" in prepared["batch"]
+    assert "search_prepared (the engine's path)" in (tmp_path / "retrieval.md").read_text()
 
     # exclusion measured once per factory string, at its first search parameters
     assert [x["label"] for x in data["exclusion"]] == ["Flat", "IVF16,Flat|nprobe=4"]

@@ -6,7 +6,8 @@ each index (a FAISS index_factory string, passed verbatim, with search parameter
 - **build**: seconds of :meth:`Retriever.build` (train + add), the serialized index size
   (``faiss.serialize_index``) and how much the process's resident memory grew;
 - **recall@10** against exact search (a raw FAISS ``IndexFlat`` over the same vectors);
-- **QPS** at batch 1 (single queries, one call each) and at batch 1024 (one call), for the retriever and for raw
+- **QPS** at batch 1 (single queries, one call each) and at batch 1024 (one call), for the retriever (its checked
+  ``search`` and the engine's ``search_prepared``, which skips the input checks and copies) and for raw
   FAISS on the very index object the retriever searches, with the same queries in the same process. Repetitions
   alternate (raw, wrapper, then wrapper, raw, …) and medians count; wrapper QPS / raw QPS is the wrapper's cost;
 - **seen-item exclusion** (50–500 excluded ids per user, half of them among the user's nearest items, half drawn
@@ -296,9 +297,13 @@ def recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> float:
     return float(hits) / truth.size
 
 
-def time_batch(index: Any, retriever: Any, batch: npt.NDArray[np.float32], options: BenchOptions) -> dict[str, Any]:
+def time_batch(
+    index: Any, retriever: Any, batch: npt.NDArray[np.float32], options: BenchOptions, method: str = "search"
+) -> dict[str, Any]:
     """Calls with all of ``batch``: raw FAISS and the retriever take turns, who goes first alternating. A round is
-    one call, or as many as take about ``BATCH_ROUND_S`` when calls are short."""
+    one call, or as many as take about ``BATCH_ROUND_S`` when calls are short. ``method``: the retriever's
+    ``search`` (checked) or ``search_prepared`` (the engine's path)."""
+    search = getattr(retriever, method)
     start = time.perf_counter()
     index.search(batch, K)
     seconds = time.perf_counter() - start
@@ -307,7 +312,7 @@ def time_batch(index: Any, retriever: Any, batch: npt.NDArray[np.float32], optio
     times = alternate(
         {
             "raw": lambda: [index.search(batch, K) for _ in range(calls)],
-            "fusionrec": lambda: [retriever.search(batch, K) for _ in range(calls)],
+            "fusionrec": lambda: [search(batch, K) for _ in range(calls)],
         },
         rounds,
     )
@@ -319,15 +324,21 @@ def time_batch(index: Any, retriever: Any, batch: npt.NDArray[np.float32], optio
 
 
 def time_single(
-    index: Any, retriever: Any, singles: Sequence[npt.NDArray[np.float32]], options: BenchOptions
+    index: Any,
+    retriever: Any,
+    singles: Sequence[npt.NDArray[np.float32]],
+    options: BenchOptions,
+    method: str = "search",
 ) -> dict[str, Any]:
     """Single queries, each searched by raw FAISS and by the retriever back to back (who goes first alternating),
-    so both sides see the same load; a round is 20–300 queries, as many as take about a second."""
+    so both sides see the same load; a round is 20–300 queries, as many as take about a second. ``method`` as in
+    :func:`time_batch`."""
+    search = getattr(retriever, method)
     per_query = seconds_per_call(lambda row: index.search(singles[row], K), len(singles))
     count = calls_for(per_query, len(singles), SINGLE_TARGET_S, SINGLE_MIN, SINGLE_MAX)
     return paired_calls(
         lambda row: index.search(singles[row], K),
-        lambda row: retriever.search(singles[row], K),
+        lambda row: search(singles[row], K),
         count,
         options.repeats,
         NAMES,
@@ -392,12 +403,16 @@ def measure_factory(
         entry["same_ids_as_raw"] = float((wrapped.ids == raw_rows).mean())
         entry["batch"] = time_batch(index, retriever, batch, options)
         entry["batch1"] = time_single(index, retriever, singles, options)
+        # the engine's path: the same searches through search_prepared (no input checks, copies or padding)
+        entry["batch_prepared"] = time_batch(index, retriever, batch, options, "search_prepared")
+        entry["batch1_prepared"] = time_single(index, retriever, singles, options, "search_prepared")
         results.append(entry)
         if progress:
             progress.note(
                 f"{data.name}: {choice.label}: recall@10 {entry['recall_at_10']:.3f}; batch 1 "
                 f"{entry['batch1']['fusionrec_qps']:,.0f} q/s (×{entry['batch1']['ratio']:.3f} raw FAISS), batch "
-                f"{len(batch)} {entry['batch']['fusionrec_qps']:,.0f} q/s (×{entry['batch']['ratio']:.3f})"
+                f"{len(batch)} {entry['batch']['fusionrec_qps']:,.0f} q/s (×{entry['batch']['ratio']:.3f}); "
+                f"search_prepared ×{entry['batch1_prepared']['ratio']:.3f} / ×{entry['batch_prepared']['ratio']:.3f}"
             )
             progress.advance()
 

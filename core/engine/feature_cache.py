@@ -31,12 +31,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fusionrec.core.io import atomic_write_text
+from fusionrec.core.io import CACHE_ENV, atomic_write_text, cache_root
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 FORMAT = 1
 """Version of the store layout; part of every store's name, so a new layout never reads an old one."""
 
-CACHE_ENV = "FUSIONREC_CACHE"
 CURRENT = "CURRENT"
 KEY_DTYPE = "S32"
 """Content keys: 32 hex digits (a 128-bit blake2b digest), ASCII, so numpy never strips a trailing NUL."""
@@ -54,16 +53,6 @@ STALE_TMP_SECONDS = 3600.0
 """Temporary folders older than this are left-overs of a crashed write and are removed by the next write."""
 
 log = logging.getLogger("fusionrec.features")
-
-
-def cache_root(configured: Path | None = None) -> Path:
-    """The feature cache folder: ``configured`` (``features.cache``), else ``$FUSIONREC_CACHE``, else the default."""
-    if configured is not None:
-        return Path(configured)
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "fusionrec" / "features"
 
 
 def store_name(modality: str, fingerprint: str) -> str:
@@ -105,14 +94,32 @@ class StoreContents:
     keys: npt.NDArray[Any]
     vectors: npt.NDArray[np.float32]
     meta: dict[str, Any]
+    _order: npt.NDArray[np.intp] | None = field(default=None, repr=False, compare=False)
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
     def index(self) -> dict[bytes, int]:
-        """Content key → row."""
+        """Content key → row, as a Python dict (about 200 bytes per row: prefer :meth:`rows_of` for many keys)."""
         return {bytes(key): row for row, key in enumerate(self.keys.tolist())}
+
+    def rows_of(self, wanted: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """The row of each content key in ``wanted`` (``S32``), ``-1`` where the store has none.
+
+        A binary search over the keys sorted once (8 bytes per row for the order) instead of a dict of Python
+        objects: opening a store of a million items for a cached run costs its keys and this order, not ~200 MB.
+        """
+        import numpy as np
+
+        if self._order is None:
+            self._order = np.argsort(self.keys, kind="stable")
+        wanted = np.asarray(wanted, dtype=KEY_DTYPE)
+        if len(self.keys) == 0 or len(wanted) == 0:
+            return np.full(len(wanted), -1, dtype=np.int64)
+        at = np.searchsorted(self.keys, wanted, sorter=self._order)
+        rows = self._order[np.minimum(at, len(self.keys) - 1)]
+        return np.where(self.keys[rows] == wanted, rows, -1).astype(np.int64)
 
 
 class FeatureStore:
@@ -245,7 +252,9 @@ class FeatureStore:
         generation = f"g{time.time_ns():x}-{secrets.token_hex(3)}"
         try:
             _write_vectors(tmp / "vectors.npy", blocks, count, dim)
-            _write_keys(tmp / "keys.npy", np.concatenate([keys for keys, _ in blocks]).astype(KEY_DTYPE))
+            # one block (the engine's usual case) is written as it is: no copy of a million keys
+            all_keys = blocks[0][0] if len(blocks) == 1 else np.concatenate([keys for keys, _ in blocks])
+            _write_keys(tmp / "keys.npy", np.asarray(all_keys).astype(KEY_DTYPE, copy=False))
             _write_meta(tmp / "meta.json", meta)
             os.rename(tmp, self.path / generation)
         except BaseException:
@@ -283,16 +292,25 @@ class FeatureStore:
 
 
 def _write_vectors(target: Path, blocks: Iterable[tuple[Any, npt.NDArray[np.float32]]], count: int, dim: int) -> None:
+    """Stream the blocks into an ``.npy`` file with plain writes: unlike a writable memory map, whose dirty pages
+    count in the writer's resident memory until unmapped (one more copy of every vector), this costs one block."""
     import numpy as np
 
-    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(count, dim))
-    row = 0
-    for _, vectors in blocks:
-        out[row : row + len(vectors)] = vectors
-        row += len(vectors)
-    out.flush()
-    del out
-    _fsync(target)
+    descr = np.lib.format.dtype_to_descr(np.dtype(np.float32))
+    header = {"descr": descr, "fortran_order": False, "shape": (count, dim)}
+    rows = 0
+    with open(target, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        for _, vectors in blocks:
+            block = np.ascontiguousarray(vectors, dtype=np.float32)
+            if block.ndim != 2 or block.shape[1] != dim:
+                raise ValueError(f"a block of vectors is {list(block.shape)}, expected [rows, {dim}]")
+            block.tofile(handle)  # what np.save does for a real file: no copy of a contiguous array
+            rows += len(block)
+        if rows != count:
+            raise ValueError(f"{rows} vectors written, {count} expected")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _write_keys(target: Path, keys: npt.NDArray[Any]) -> None:
@@ -308,11 +326,6 @@ def _write_meta(target: Path, meta: dict[str, Any]) -> None:
     with open(target, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
 
 

@@ -402,7 +402,9 @@ def _cached(
 
     encoder, dim = named.encoder, report.dim
     report.fingerprint = fingerprint = encoder.fingerprint()
-    store = FeatureStore(root if root is not None else cache_root(config.cache), encoder.modality, fingerprint)
+    folder = root if root is not None else cache_root(config.cache)
+    encoder.set_cache_folder(folder)  # where an exported inference model is kept, beside the vectors
+    store = FeatureStore(folder, encoder.modality, fingerprint)
     report.store = str(store.path)
     keyed: list[tuple[int, bytes]] = []
     for i in candidates:
@@ -414,20 +416,22 @@ def _cached(
     if old is not None and old.dim != dim:
         log.warning("feature store %s has dim %d, the encoder %d; re-encoding", store.path, old.dim, dim)
         old = None
-    index = old.index() if old is not None else {}
+    # row of each item's key in the old store (-1: not there); a binary search, no dict over the whole store
+    in_old = old.rows_of(np.asarray([key for _, key in keyed], dtype="S32")) if old is not None else None
+    old_row = in_old.tolist() if in_old is not None else [-1] * len(keyed)
     todo: dict[bytes, int] = {}  # content key → position in `todo_positions`; equal contents are encoded once
     todo_positions: list[int] = []
-    for i, key in keyed:
-        if key not in index and key not in todo:
+    for (i, key), row in zip(keyed, old_row, strict=True):
+        if row < 0 and key not in todo:
             todo[key] = len(todo_positions)
             todo_positions.append(i)
     encoded = encode(todo_positions) if todo_positions else None
 
     failures = dict(encoded.failures) if encoded is not None else {}
     rows: list[tuple[int, int, int, bytes]] = []  # (item, row in the old store or -1, row encoded now or -1, key)
-    for i, key in keyed:
-        if key in index:
-            rows.append((i, index[key], -1, key))
+    for (i, key), row in zip(keyed, old_row, strict=True):
+        if row >= 0:
+            rows.append((i, row, -1, key))
         elif encoded is not None and encoded.ok[todo[key]]:
             rows.append((i, -1, todo[key], key))
         else:

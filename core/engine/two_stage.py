@@ -186,7 +186,9 @@ class TwoStage:
         if self.retriever is None:
             return self._exact(queries, seen, n)
         exclude = seen.lists(len(queries))
-        found = self.retriever.search(queries.numpy().astype(np.float32, copy=False), n, exclude=exclude)
+        # the towers' output is finite float32 made here, never a client's vector: the retriever's lean path
+        vectors = np.ascontiguousarray(queries.numpy(), dtype=np.float32)
+        found = self.retriever.search_prepared(vectors, n, exclude=exclude)
         items, scores = torch.from_numpy(found.ids.copy()), torch.from_numpy(found.scores.copy())
         # an approximate index can return fewer unseen items than asked (an IVF index probing few lists): those
         # queries are searched exactly, so a pipeline never returns short lists because of its index

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fusionrec.core.params import ConfigPath, Params
+from fusionrec.plugins.encoders.runtime import (
+    QuantizeName,
+    RuntimeName,
+    check_runtime,
+    quantize_field,
+    runtime_field,
+)
 from fusionrec.plugins.encoders.text_support import MINILM, known_model_package
 from fusionrec.registry import Register, hookimpl
 
@@ -34,11 +41,18 @@ class SentenceTransformerParams(Params):
     max_length: int | None = Field(
         None, gt=0, description="Tokens per text before truncation; null: the model's own limit (MiniLM: 256)."
     )
+    runtime: RuntimeName = runtime_field()
+    quantize: QuantizeName = quantize_field()
 
     @field_validator("package")
     @classmethod
     def _known_package(cls, value: str) -> str:
         return known_model_package(value)
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> SentenceTransformerParams:
+        check_runtime(self.runtime, self.quantize)
+        return self
 
 
 @hookimpl

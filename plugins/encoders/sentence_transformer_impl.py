@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from fusionrec.core.encoder import Encoder
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.params import as_kwargs
 from fusionrec.plugins.encoders.encoder_files import read_encoder, write_encoder
+from fusionrec.plugins.encoders.runtime_impl import FastPath
 from fusionrec.plugins.encoders.sentence_transformer import SentenceTransformerParams
 from fusionrec.plugins.encoders.text_support import (
     MODEL_PACKAGES,
@@ -107,6 +109,42 @@ def embedding_dimension(model: Any) -> int:
     return dim
 
 
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+"""The tokenizer outputs an exported transformer takes (those the model's tokenizer gives)."""
+
+FEED_FORWARD_OUTPUTS = ("/output/dense/",)
+"""MatMul names (BERT-likes: ``encoder/layer.N/output/dense``) that int8 quantisation keeps in float32."""
+
+
+class TokenEmbeddings(nn.Module):
+    """The model's transformer as a plain module: token tensors in (positionally), token embeddings out."""
+
+    def __init__(self, transformer: nn.Module, names: Sequence[str]) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.names = list(names)
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        out = self.transformer(**dict(zip(self.names, tensors, strict=True)), return_dict=True)
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+
+def tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
+    """The model's own tokenisation of ``texts`` (``preprocess`` in sentence-transformers >= 6.2)."""
+    method = getattr(model, "preprocess", None) or model.tokenize
+    return dict(method(texts))
+
+
+def exportable_inputs(model: Any) -> list[str] | None:
+    """The token inputs of the model's transformer, or ``None`` when its first module is not a plain transformer."""
+    first = model[0] if len(model) else None
+    if getattr(first, "auto_model", None) is None:
+        return None
+    features = tokenize(model, ["probe"])
+    names = [name for name in TOKEN_INPUTS if isinstance(features.get(name), torch.Tensor)]
+    return names if "input_ids" in names else None
+
+
 class SentenceTransformerEncoder(Encoder):
     """A frozen sentence-transformers model: text → one vector per text (MiniLM: 384-d, mean-pooled, unit norm).
 
@@ -124,8 +162,12 @@ class SentenceTransformerEncoder(Encoder):
         path: str | Path | None = None,
         normalize: bool = True,
         max_length: int | None = None,
+        runtime: str = "auto",
+        quantize: str = "none",
     ) -> None:
-        self.params = SentenceTransformerParams(package=package, path=path, normalize=normalize, max_length=max_length)
+        self.params = SentenceTransformerParams(
+            package=package, path=path, normalize=normalize, max_length=max_length, runtime=runtime, quantize=quantize
+        )
         self.normalize = normalize
         self.folder = model_folder(self.params.package, self.params.path)
         self.digest = folder_digest(self.folder)
@@ -141,6 +183,26 @@ class SentenceTransformerEncoder(Encoder):
                 )
             self.model.max_seq_length = max_length
         self._dim = embedding_dimension(self.model)
+        self._fast = self._fast_path()
+
+    def _fast_path(self) -> FastPath | None:
+        """The exported-transformer runtime, or ``None`` (torch) when the model's first module cannot be exported."""
+        names = exportable_inputs(self.model)
+        runtime = self.params.runtime
+        if names is None:
+            if runtime != "auto" and runtime != "torch":
+                raise ConfigError.at(
+                    ("runtime",),
+                    f"{NAME}: runtime '{runtime}' needs a model whose first module is a transformer taking "
+                    "input_ids; this one is not: use runtime: torch",
+                )
+            return None
+        axes = {name: {0: "batch", 1: "tokens"} for name in names}
+        module = TokenEmbeddings(self.model[0].auto_model, names).eval()
+        self._input_names = names
+        return FastPath(
+            NAME, runtime, self.params.quantize, module, names, axes, self.fingerprint, FEED_FORWARD_OUTPUTS
+        )
 
     @property
     def dim(self) -> int:
@@ -150,10 +212,34 @@ class SentenceTransformerEncoder(Encoder):
     def module(self) -> torch.nn.Module:
         return self.model  # type: ignore[no-any-return]
 
+    @property
+    def runtime(self) -> str | None:
+        """The runtime in use (``torch``, ``onnx``, ``openvino``, ``compile``); ``None`` until the first batch."""
+        return "torch" if self._fast is None else self._fast.chosen
+
+    def set_cache_folder(self, folder: Path) -> None:
+        if self._fast is not None:
+            self._fast.cache_folder = Path(folder)
+
     def embed(self, batch: Sequence[str]) -> torch.Tensor:
         texts = [str(text) for text in batch]
         if not texts:
             return torch.empty(0, self._dim)
+        if self._fast is None or self._fast.uses_torch:
+            return self._eager(texts)
+        features = tokenize(self.model, texts)
+        inputs = [features[name] for name in self._input_names]
+        return self._fast.run(inputs, lambda tokens: self._pool(features, tokens), lambda: self._eager(texts))
+
+    def _pool(self, features: dict[str, Any], tokens: torch.Tensor) -> torch.Tensor:
+        """The model's modules after the transformer (pooling, dense, normalize) on exported token embeddings."""
+        features = {**features, "token_embeddings": tokens}
+        for module in list(self.model)[1:]:
+            features = module(features)
+        vectors: torch.Tensor = features["sentence_embedding"].float()
+        return torch.nn.functional.normalize(vectors, p=2, dim=1) if self.normalize else vectors
+
+    def _eager(self, texts: list[str]) -> torch.Tensor:
         vectors = self.model.encode(
             texts,
             batch_size=len(texts),
@@ -170,6 +256,9 @@ class SentenceTransformerEncoder(Encoder):
                 "model": self.digest,
                 "normalize": self.normalize,
                 "max_length": int(self.model.max_seq_length),
+                # int8 changes the vectors measurably; runtimes do not (cosine >= 0.999 is enforced), so they are
+                # not part of the key. Left out when none, so vectors cached before the option existed stay valid.
+                **({"quantize": self.params.quantize} if self.params.quantize != "none" else {}),
             },
         )
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fusionrec.core.params import ConfigPath, Params
+from fusionrec.plugins.encoders.runtime import RuntimeName, check_runtime, runtime_field
 from fusionrec.registry import Register, hookimpl
 
 
@@ -82,6 +83,7 @@ class TimmParams(Params):
     trainable: bool = Field(
         False, description="Train the model end to end with the fuser; false: frozen (eval mode, cached features)."
     )
+    runtime: RuntimeName = runtime_field()
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "test_efficientnet", "weights": "none", "image_size": 32}]}
@@ -109,6 +111,11 @@ class TimmParams(Params):
                     f"set model: {packaged.model}, or weights: none to train '{model}' from scratch"
                 )
         return weights
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> TimmParams:
+        check_runtime(self.runtime, trainable=self.trainable)
+        return self
 
 
 @hookimpl

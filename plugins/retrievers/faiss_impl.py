@@ -399,6 +399,39 @@ class FaissRetriever(Retriever):
             self._search_with_selectors(q, k, rows, ids, best)
         return SearchResult(ids, best)
 
+    def search_prepared(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        exclude: Sequence[npt.NDArray[np.int64]] | None = None,
+    ) -> SearchResult:
+        """:meth:`search` without the input checks, copies and padded arrays (the caller guarantees the input).
+
+        Searches FAISS with ``k`` directly (FAISS pads missing results with id -1, which become score -inf) and
+        returns its arrays in place, distances negated for ``l2``. One query with exclusions goes straight to its
+        selector search once the index is known to take one; other exclusions take :meth:`search`'s paths.
+        """
+        index, metric = self._index, self.params["metric"]
+        if index is None:
+            raise DataError("the index is empty: call build() before search()")
+        if metric == "cosine":
+            queries = queries.copy()
+            faiss.normalize_L2(queries)
+        if exclude is None or not any(len(row) for row in exclude):
+            distances, labels = (self._searcher(k) if self.use_gpu else index).search(queries, k)
+        elif len(queries) == 1 and self._selector and not self.use_gpu:
+            banned = np.asarray(exclude[0], dtype=np.int64)
+            distances, labels = self._selector_target().search(queries, k, self._selector_params(banned))
+        else:
+            return self.search(queries, k, exclude)
+        if metric == "l2":
+            np.negative(distances, out=distances)
+        # FAISS puts missing results last; one row (serving) is checked without a numpy reduction
+        rows = len(labels)
+        if (labels[0, -1] < 0) if rows == 1 else (rows > 1 and labels[:, -1].min() < 0):
+            distances[labels < 0] = -np.inf
+        return SearchResult(labels, distances)
+
     def save(self, directory: Path) -> None:
         if self._index is None:
             raise DataError("nothing to save: build the index first")
