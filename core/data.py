@@ -31,6 +31,10 @@ IMAGE = "image"
 OnError = Literal["raise", "drop"]
 """What a dataset does with bad rows: ``raise`` a DataError listing them, or ``drop`` them and report it."""
 
+Duplicates = Literal["keep_first", "keep_all", "raise"]
+"""What a dataset does with duplicate interactions (the same user, item and timestamp on several rows): keep the
+first and count the others as filtered, keep them all (each is a positive), or raise a DataError listing them."""
+
 MAX_EXAMPLES = 3
 """Examples kept per reason in a report."""
 
@@ -121,6 +125,7 @@ class DataReport:
         dataset: the dataset's registered name.
         source: where it was read from (a folder, or the items file).
         on_error: the ``on_error`` policy the load ran with.
+        duplicates: the ``duplicates`` policy the load ran with.
         files: rows read and kept per file, in reading order.
         issues: every group of dropped (or noted) rows; for each file, ``rows_read - rows_kept`` equals the sum of
             its ``fault`` and ``filter`` counts.
@@ -137,6 +142,7 @@ class DataReport:
     images: ImageReport | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    duplicates: str = "keep_first"
 
     def dropped(self, file: str | None = None) -> int:
         """Rows dropped (faults and filters), in one file or in all."""
@@ -153,6 +159,7 @@ class DataReport:
             "dataset": self.dataset,
             "source": self.source,
             "on_error": self.on_error,
+            "duplicates": self.duplicates,
             "files": {name: {"rows_read": c.rows_read, "rows_kept": c.rows_kept} for name, c in self.files.items()},
             "dropped": self.dropped(),
             "issues": [issue.to_dict() for issue in self.issues],
@@ -288,6 +295,7 @@ __all__ = [
     "TEXT",
     "DataReport",
     "Dataset",
+    "Duplicates",
     "FileCounts",
     "ImageReport",
     "InteractionData",

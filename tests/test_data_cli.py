@@ -59,7 +59,7 @@ def test_bad_data_is_one_error_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     pipeline = write_pipeline(tmp_path, "{type: movielens, path: ml}")
     code, out, err = run(capsys, "data", "info", str(pipeline))
     assert code == 2 and out == ""
-    assert err.startswith(f"error: {tmp_path}/ml: 1 bad row (on_error: raise):\n")
+    assert err.startswith(f"error: {tmp_path}/ml/ratings.csv: 1 bad row (on_error: raise):\n")
     assert "1 × unknown item (movieId not in movies.csv), e.g. row 15: movieId '99'" in err
     assert "Traceback" not in err
 

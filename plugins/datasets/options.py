@@ -1,4 +1,5 @@
-"""Parameter pieces every built-in dataset shares: ``on_error``, ``check_images``, ``min_rating``, ``split``.
+"""Parameter pieces every built-in dataset shares: ``on_error``, ``duplicates``, ``check_images``, ``min_rating``,
+``split``.
 
 Light on purpose (pydantic only): the plugin modules import it, and listing or validating must not import pandas.
 """
@@ -18,6 +19,16 @@ def on_error_field() -> Any:
         "raise",
         description="What to do with bad rows (unknown items, duplicate ids, unparsable timestamps or ratings): "
         "raise a DataError listing counts and examples, or drop them (the data report counts every drop).",
+    )
+
+
+def duplicates_field() -> Any:
+    return Field(
+        "keep_first",
+        description="Duplicate interactions (the same user, item and timestamp on several rows, such as two units "
+        "of one article bought on one day): keep_first keeps the first row and counts the others as filtered; "
+        "keep_all keeps every row (each one a positive); raise stops the load with a DataError listing them. "
+        "Repeats at different times are separate events and always kept.",
     )
 
 
