@@ -84,6 +84,10 @@ class FileCounts:
 class ImageReport:
     """What the image check found.
 
+    The words are those of the feature step too: an item's image is *missing* when the data names none
+    (``no_path``) or its file is absent (``missing``), and *unreadable* when the file is there but cannot be
+    decoded; :meth:`missing_total` and ``unreadable`` are the counts ``fusionrec features`` reports.
+
     Attributes:
         check: ``none`` (the file exists), ``header`` (Pillow opens and verifies it) or ``decode`` (it decodes).
         items: items in the catalogue.
@@ -93,6 +97,9 @@ class ImageReport:
         no_path: items for which the data names no image at all (an empty image cell).
         examples: a few paths per problem (``missing``, ``unreadable``), with the reason for unreadable ones.
         seconds: time the check took.
+        unreadable_items: internal item id → ``(path, reason)`` of every unreadable image (not in :meth:`to_dict`),
+            so the feature step counts these items as unreadable, not missing.
+        notes: what the check wants the user to know (images downscaled while decoding, say).
     """
 
     check: str
@@ -103,6 +110,13 @@ class ImageReport:
     no_path: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    unreadable_items: dict[int, tuple[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def missing_total(self) -> int:
+        """Items without an image to read: none named, or the file is absent."""
+        return self.no_path + self.missing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +127,7 @@ class ImageReport:
             "unreadable": self.unreadable,
             "no_path": self.no_path,
             "examples": {key: list(value) for key, value in self.examples.items()},
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
 

@@ -36,7 +36,10 @@ def test_data_info_prints_figures_and_the_report(pipeline: Path, capsys: pytest.
     assert any(
         line.startswith("data report (movielens, on_error: raise): movies.csv 5 read / 5 kept") for line in lines
     )
-    assert "images (header check): 3 of 5 items have one; 1 missing, 1 unreadable" in lines
+    assert (
+        "images (header check): 3 of 5 items have one; 1 missing (0 with no image named, 1 file absent), "
+        "1 unreadable (file present, cannot be decoded)"
+    ) in lines
 
 
 def test_data_info_json_and_report_file(pipeline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

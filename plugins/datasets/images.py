@@ -49,6 +49,7 @@ def check(paths: list[str | None], mode: CheckImages) -> tuple[np.ndarray, Image
             problem = _problem(out[index], mode)
             if problem is not None:
                 report.unreadable += 1
+                report.unreadable_items[int(index)] = (str(out[index]), problem)
                 if len(bad) < MAX_EXAMPLES:
                     bad.append(f"{out[index]}: {problem}")
                 out[index] = None
