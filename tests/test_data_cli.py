@@ -80,7 +80,9 @@ def test_missing_data_section_and_missing_folder(tmp_path: Path, capsys: pytest.
         "--out",
         str(tmp_path / "o"),
     )
-    assert code == 2 and err.strip() == f"error: {tmp_path}/gone: folder not found"
+    assert code == 2 and err.startswith(
+        f"error: {tmp_path}/pipeline.yaml:2: data.path: {tmp_path}/gone does not exist; expected an existing folder."
+    )
     assert not (tmp_path / "o").exists()
 
 

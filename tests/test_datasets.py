@@ -129,8 +129,14 @@ def test_movielens_reads_the_poster_folder_named_by_images(tmp_path: Path) -> No
 
 
 def test_missing_folder_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"nowhere: folder not found"):
-        movielens(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"path: .*nowhere does not exist; expected an existing folder"):
+        movielens(tmp_path / "nowhere")  # the parameters check it, so `fusionrec validate` reports it
+    dataset = get_registry().create("dataset", "movielens", path=str(tmp_path))
+    tmp_path.joinpath("gone").mkdir()
+    dataset.path = tmp_path / "gone"
+    tmp_path.joinpath("gone").rmdir()  # removed after validation: load still says what is wrong
+    with pytest.raises(DataError, match=r"gone: folder not found"):
+        dataset.load()
     root = write_movielens(tmp_path / "ml")
     (root / "ratings.csv").unlink()
     with pytest.raises(DataError) as error:
@@ -311,15 +317,18 @@ def test_table_missing_column_lists_the_columns_found(tmp_path: Path) -> None:
     )
 
 
-def test_table_params_are_checked_before_loading() -> None:
+def test_table_params_are_checked_before_loading(tmp_path: Path) -> None:
     registry = get_registry()
+    files = {"items": str(tmp_path / "i.csv"), "interactions": str(tmp_path / "e.csv")}
+    with pytest.raises(ConfigError, match=r"i\.csv does not exist; expected an existing file") as error:
+        registry.spec("dataset", {"type": "table", **files})
+    assert len(error.value.problems) == 2 and "items" in str(error.value) and "interactions" in str(error.value)
+    for name in files.values():
+        Path(name).write_text("id\n")
     with pytest.raises(ConfigError, match="min_rating needs a rating column"):
-        registry.spec("dataset", {"type": "table", "items": "i.csv", "interactions": "e.csv", "min_rating": 3})
+        registry.spec("dataset", {"type": "table", **files, "min_rating": 3})
     with pytest.raises(ConfigError, match=r"uses \{title\}, which is not available; fields: \{name\}"):
-        registry.spec(
-            "dataset",
-            {"type": "table", "items": "i.csv", "interactions": "e.csv", "text_columns": ["name"], "text": "{title}"},
-        )
+        registry.spec("dataset", {"type": "table", **files, "text_columns": ["name"], "text": "{title}"})
 
 
 def test_table_jsonl_with_bad_lines_reports_them(tmp_path: Path) -> None:

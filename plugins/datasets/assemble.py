@@ -176,7 +176,17 @@ def build_interactions(
     c: Collector,
     min_rating: float | None = None,
 ) -> Interactions:
-    """Validate interaction rows; every dropped row is counted under the first reason that applies."""
+    """Validate interaction rows; every dropped row is counted under the first reason that applies.
+
+    Raises:
+        DataError: the file has no rows at all (a header only): nothing could be trained or evaluated on it.
+    """
+    if table.read == 0:
+        raise DataError(
+            "no interactions: the file has a header and no rows. A dataset needs interactions to split, train and "
+            "evaluate on; check that the export finished, or point the dataset at the right file",
+            file=table.file,
+        )
     cols = table.columns
     users, user_missing, _ = ids_of(cols[user])
     item_missing = columns.missing_mask(cols[item])
@@ -278,7 +288,17 @@ def finish(
     text_fields: tuple[str, ...],
     c: Collector,
 ) -> InteractionData:
-    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted."""
+    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted.
+
+    Raises:
+        DataError: no interaction is left once the faults are dropped and the filters applied.
+    """
+    if len(interactions.users) == 0:
+        raise DataError(
+            f"no interactions are left after dropping bad rows and applying filters ({c.report.dropped():,} rows "
+            "dropped; `fusionrec data info` lists why). Check `min_rating` and the data",
+            file=c.report.source,
+        )
     user_ids, user_index = np.unique(interactions.users, return_inverse=True)
     order = np.lexsort((interactions.items, interactions.timestamps, user_index))
     frame = pd.DataFrame(

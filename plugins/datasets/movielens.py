@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, field_validator
 
 from fusionrec.core.data import Duplicates, OnError
-from fusionrec.core.params import Component, ConfigPath, Params
+from fusionrec.core.params import Component, ExistingFolder, Params
 from fusionrec.plugins.datasets import template
 from fusionrec.plugins.datasets.options import (
     CheckImages,
@@ -26,7 +26,7 @@ class MovieLensParams(Params):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"path": "ml-latest-small"}]})
 
-    path: ConfigPath = Field(
+    path: ExistingFolder = Field(
         description="Folder in the ml-latest-small layout: ratings.csv, movies.csv, tags.csv (optional) and a "
         "posters folder."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, model_validator
 
 from fusionrec.core.data import Duplicates, OnError
-from fusionrec.core.params import Component, ConfigPath, Params
+from fusionrec.core.params import Component, ExistingFile, Params
 from fusionrec.plugins.datasets import template
 from fusionrec.plugins.datasets.options import (
     CheckImages,
@@ -37,8 +37,8 @@ class TableParams(Params):
         }
     )
 
-    items: ConfigPath = Field(description="The items file: one row per item.")
-    interactions: ConfigPath = Field(description="The interactions file: one row per (user, item, time).")
+    items: ExistingFile = Field(description="The items file: one row per item.")
+    interactions: ExistingFile = Field(description="The interactions file: one row per (user, item, time).")
     items_format: Format = Field("auto", description="Format of the items file; auto: from its extension.")
     interactions_format: Format = Field(
         "auto", description="Format of the interactions file; auto: from its extension."
