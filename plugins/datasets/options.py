@@ -44,6 +44,7 @@ def check_images_field() -> Any:
 def min_rating_field() -> Any:
     return Field(
         None,
+        allow_inf_nan=False,
         description="Implicit-feedback threshold: keep only ratings ≥ this as positives (the others are reported "
         "as filtered). null: every rating is a positive (the project's default protocol).",
     )
