@@ -31,6 +31,10 @@ IMAGE = "image"
 OnError = Literal["raise", "drop"]
 """What a dataset does with bad rows: ``raise`` a DataError listing them, or ``drop`` them and report it."""
 
+Duplicates = Literal["keep_first", "keep_all", "raise"]
+"""What a dataset does with duplicate interactions (the same user, item and timestamp on several rows): keep the
+first and count the others as filtered, keep them all (each is a positive), or raise a DataError listing them."""
+
 MAX_EXAMPLES = 3
 """Examples kept per reason in a report."""
 
@@ -80,6 +84,10 @@ class FileCounts:
 class ImageReport:
     """What the image check found.
 
+    The words are those of the feature step too: an item's image is *missing* when the data names none
+    (``no_path``) or its file is absent (``missing``), and *unreadable* when the file is there but cannot be
+    decoded; :meth:`missing_total` and ``unreadable`` are the counts ``fusionrec features`` reports.
+
     Attributes:
         check: ``none`` (the file exists), ``header`` (Pillow opens and verifies it) or ``decode`` (it decodes).
         items: items in the catalogue.
@@ -89,6 +97,9 @@ class ImageReport:
         no_path: items for which the data names no image at all (an empty image cell).
         examples: a few paths per problem (``missing``, ``unreadable``), with the reason for unreadable ones.
         seconds: time the check took.
+        unreadable_items: internal item id → ``(path, reason)`` of every unreadable image (not in :meth:`to_dict`),
+            so the feature step counts these items as unreadable, not missing.
+        notes: what the check wants the user to know (images downscaled while decoding, say).
     """
 
     check: str
@@ -99,6 +110,13 @@ class ImageReport:
     no_path: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    unreadable_items: dict[int, tuple[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def missing_total(self) -> int:
+        """Items without an image to read: none named, or the file is absent."""
+        return self.no_path + self.missing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +127,7 @@ class ImageReport:
             "unreadable": self.unreadable,
             "no_path": self.no_path,
             "examples": {key: list(value) for key, value in self.examples.items()},
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 3),
         }
 
@@ -121,6 +140,7 @@ class DataReport:
         dataset: the dataset's registered name.
         source: where it was read from (a folder, or the items file).
         on_error: the ``on_error`` policy the load ran with.
+        duplicates: the ``duplicates`` policy the load ran with.
         files: rows read and kept per file, in reading order.
         issues: every group of dropped (or noted) rows; for each file, ``rows_read - rows_kept`` equals the sum of
             its ``fault`` and ``filter`` counts.
@@ -137,6 +157,7 @@ class DataReport:
     images: ImageReport | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    duplicates: str = "keep_first"
 
     def dropped(self, file: str | None = None) -> int:
         """Rows dropped (faults and filters), in one file or in all."""
@@ -153,6 +174,7 @@ class DataReport:
             "dataset": self.dataset,
             "source": self.source,
             "on_error": self.on_error,
+            "duplicates": self.duplicates,
             "files": {name: {"rows_read": c.rows_read, "rows_kept": c.rows_kept} for name, c in self.files.items()},
             "dropped": self.dropped(),
             "issues": [issue.to_dict() for issue in self.issues],
@@ -288,6 +310,7 @@ __all__ = [
     "TEXT",
     "DataReport",
     "Dataset",
+    "Duplicates",
     "FileCounts",
     "ImageReport",
     "InteractionData",

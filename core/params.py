@@ -8,11 +8,19 @@ registered components and the factory receives the built object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationInfo, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 from fusionrec.core.errors import KeyPath
 
@@ -123,7 +131,10 @@ def Component(kind: str) -> Any:  # noqa: N802 - reads as a type in annotations
 def _resolve_path(value: object, info: ValidationInfo) -> Path:
     if not isinstance(value, str | Path):
         raise ValueError(f"expected a file or folder path, got {type(value).__name__}")
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # `~someone/…` for a user this machine does not have
+        raise ValueError(f"cannot expand {str(value).split('/', 1)[0]!r} to a home folder ({exc})") from None
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
@@ -137,6 +148,45 @@ ConfigPath = Annotated[
     WithJsonSchema({"type": "string", "format": "path"}),
 ]
 """A path parameter. Relative paths resolve against the folder of the pipeline file that gives them."""
+
+
+def _exists(kind: str) -> Callable[[Path], Path]:
+    """A validator that a resolved path is an existing ``file`` or ``folder``."""
+
+    def check(path: Path) -> Path:
+        try:
+            if path.is_dir() if kind == "folder" else path.is_file():
+                return path
+            exists, parent = path.exists(), path.parent.is_dir()
+        except OSError as exc:  # a name too long for the file system, a folder we may not enter …
+            raise ValueError(f"{str(path)[:200]}: cannot be checked: {exc.strerror or exc}") from None
+        if exists:
+            raise ValueError(f"{path} is not a {kind}; expected an existing {kind}")
+        hint = "" if parent else f" (nor does its folder {path.parent})"
+        raise ValueError(
+            f"{path} does not exist{hint}; expected an existing {kind}. Relative paths resolve against the "
+            "pipeline file's folder: fix the path, or create it first"
+        )
+
+    return check
+
+
+def _existing(kind: str) -> Any:
+    return Annotated[
+        Path,
+        BeforeValidator(_resolve_path),
+        AfterValidator(_exists(kind)),
+        PlainSerializer(lambda p: str(p), return_type=str),
+        WithJsonSchema({"type": "string", "format": "path", "x-fusionrec-exists": kind}),
+    ]
+
+
+ExistingFile: Any = _existing("file")
+"""A :data:`ConfigPath` that must name an existing file when the pipeline is validated (``fusionrec validate``
+reports a missing one at its line, with its key path)."""
+
+ExistingFolder: Any = _existing("folder")
+"""A :data:`ConfigPath` that must name an existing folder when the pipeline is validated."""
 
 
 def field_names(params: type[Params]) -> list[str]:

@@ -60,7 +60,8 @@ def check_component(
     context: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
 ) -> Any:
-    """Check that a registered component meets its kind's contract; returns the built component.
+    """Check that a registered component meets its kind's contract; returns the built component (``None`` for a
+    dataset whose example names data this machine lacks: its paths must exist to validate).
 
     Args:
         kind: the component kind (``"fuser"``, …).

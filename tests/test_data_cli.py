@@ -36,7 +36,10 @@ def test_data_info_prints_figures_and_the_report(pipeline: Path, capsys: pytest.
     assert any(
         line.startswith("data report (movielens, on_error: raise): movies.csv 5 read / 5 kept") for line in lines
     )
-    assert "images (header check): 3 of 5 items have one; 1 missing, 1 unreadable" in lines
+    assert (
+        "images (header check): 3 of 5 items have one; 1 missing (0 with no image named, 1 file absent), "
+        "1 unreadable (file present, cannot be decoded)"
+    ) in lines
 
 
 def test_data_info_json_and_report_file(pipeline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,7 +62,7 @@ def test_bad_data_is_one_error_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     pipeline = write_pipeline(tmp_path, "{type: movielens, path: ml}")
     code, out, err = run(capsys, "data", "info", str(pipeline))
     assert code == 2 and out == ""
-    assert err.startswith(f"error: {tmp_path}/ml: 1 bad row (on_error: raise):\n")
+    assert err.startswith(f"error: {tmp_path}/ml/ratings.csv: 1 bad row (on_error: raise):\n")
     assert "1 × unknown item (movieId not in movies.csv), e.g. row 15: movieId '99'" in err
     assert "Traceback" not in err
 
@@ -77,7 +80,9 @@ def test_missing_data_section_and_missing_folder(tmp_path: Path, capsys: pytest.
         "--out",
         str(tmp_path / "o"),
     )
-    assert code == 2 and err.strip() == f"error: {tmp_path}/gone: folder not found"
+    assert code == 2 and err.startswith(
+        f"error: {tmp_path}/pipeline.yaml:2: data.path: {tmp_path}/gone does not exist; expected an existing folder."
+    )
     assert not (tmp_path / "o").exists()
 
 

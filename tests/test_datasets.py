@@ -129,14 +129,21 @@ def test_movielens_reads_the_poster_folder_named_by_images(tmp_path: Path) -> No
 
 
 def test_missing_folder_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"nowhere: folder not found"):
-        movielens(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=r"path: .*nowhere does not exist; expected an existing folder"):
+        movielens(tmp_path / "nowhere")  # the parameters check it, so `fusionrec validate` reports it
+    dataset = get_registry().create("dataset", "movielens", path=str(tmp_path))
+    tmp_path.joinpath("gone").mkdir()
+    dataset.path = tmp_path / "gone"
+    tmp_path.joinpath("gone").rmdir()  # removed after validation: load still says what is wrong
+    with pytest.raises(DataError, match=r"gone: folder not found"):
+        dataset.load()
     root = write_movielens(tmp_path / "ml")
     (root / "ratings.csv").unlink()
     with pytest.raises(DataError) as error:
         movielens(root)
     assert str(error.value) == (
-        f"{root}/ratings.csv: not found. The movielens dataset reads ratings.csv, movies.csv and tags.csv from {root}."
+        f"{root}/ratings.csv: not found. The movielens dataset reads ratings.csv, movies.csv and (when present) "
+        f"tags.csv from {root}."
     )
     assert error.value.file == str(root / "ratings.csv")
 
@@ -158,7 +165,6 @@ FAULTS = [
     ("bad rating", "ratings.csv", "10,1,four,7\n", "row 15: rating 'four'"),
     ("bad rating", "ratings.csv", "10,1,,7\n", "row 15: rating (empty)"),
     ("missing id", "ratings.csv", ",1,4.0,7\n", "row 15: userId (empty), movieId '1'"),
-    ("duplicate interaction", "ratings.csv", "10,5,1.0,100\n", "first at row 2"),
     ("malformed row", "ratings.csv", "10,1,4.0\n", "row 15: 3 fields instead of 4: '10,1,4.0'"),
     ("duplicate item id", "movies.csv", "3,Another Title (2000),Drama\n", "row 7: movieId 3 (first at row 4)"),
     ("unknown item", "tags.csv", "10,99,lost,1\n", "row 8: movieId '99'"),
@@ -175,7 +181,7 @@ def test_each_fault_raises_with_counts_and_examples(
     with pytest.raises(DataError) as error:
         movielens(root)
     message = str(error.value)
-    assert message.startswith(f"{root}: 1 bad row (on_error: raise):\n  {root}/{file}: 1 × {reason} (")
+    assert message.startswith(f"{root}/{file}: 1 bad row (on_error: raise):\n  {root}/{file}: 1 × {reason} (")
     assert example in message
     assert message.endswith("set `on_error: drop` to drop these rows (the data report lists every drop).")
     assert error.value.file == str(root / file)
@@ -201,7 +207,7 @@ def test_all_faults_are_listed_in_one_error(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         movielens(root)
     lines = str(error.value).splitlines()
-    assert lines[0] == f"{root}: 3 bad rows (on_error: raise):"
+    assert lines[0] == f"{root}/ratings.csv: 3 bad rows (on_error: raise):"  # the file holding them
     assert lines[1] == f"  {root}/ratings.csv: 1 × bad rating (not a finite number), e.g. row 17: rating 'x'"
     assert lines[2] == (
         f"  {root}/ratings.csv: 2 × unknown item (movieId not in movies.csv), "
@@ -311,15 +317,18 @@ def test_table_missing_column_lists_the_columns_found(tmp_path: Path) -> None:
     )
 
 
-def test_table_params_are_checked_before_loading() -> None:
+def test_table_params_are_checked_before_loading(tmp_path: Path) -> None:
     registry = get_registry()
+    files = {"items": str(tmp_path / "i.csv"), "interactions": str(tmp_path / "e.csv")}
+    with pytest.raises(ConfigError, match=r"i\.csv does not exist; expected an existing file") as error:
+        registry.spec("dataset", {"type": "table", **files})
+    assert len(error.value.problems) == 2 and "items" in str(error.value) and "interactions" in str(error.value)
+    for name in files.values():
+        Path(name).write_text("id\n")
     with pytest.raises(ConfigError, match="min_rating needs a rating column"):
-        registry.spec("dataset", {"type": "table", "items": "i.csv", "interactions": "e.csv", "min_rating": 3})
+        registry.spec("dataset", {"type": "table", **files, "min_rating": 3})
     with pytest.raises(ConfigError, match=r"uses \{title\}, which is not available; fields: \{name\}"):
-        registry.spec(
-            "dataset",
-            {"type": "table", "items": "i.csv", "interactions": "e.csv", "text_columns": ["name"], "text": "{title}"},
-        )
+        registry.spec("dataset", {"type": "table", **files, "text_columns": ["name"], "text": "{title}"})
 
 
 def test_table_jsonl_with_bad_lines_reports_them(tmp_path: Path) -> None:

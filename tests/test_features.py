@@ -236,14 +236,14 @@ def test_another_encoder_parameter_uses_another_store(tmp_path: Path, registry: 
     assert old.store is not None and (Path(old.store) / "CURRENT").is_file()  # the other store is left alone
 
 
-def test_missing_and_unusable_inputs_are_counted_not_fatal(tmp_path: Path, registry: Registry) -> None:
+def test_missing_and_unreadable_inputs_are_counted_not_fatal(tmp_path: Path, registry: Registry) -> None:
     good = jpeg()
     images = [good, None, b"not an image", good[: len(good) // 3], good]
     pipeline = write_catalogue(tmp_path, titles=["Toy Story", "Jumanji", "  ", "Sabrina", "Casino"], images=images)
     run = features(pipeline, registry)
     image, text = report(run, "image"), report(run, "text")
-    assert (image.items, image.present, image.missing, image.unusable_count) == (5, 2, 1, 2)
-    assert image.unusable == {"UnidentifiedImageError": 1, "OSError": 1}
+    assert (image.items, image.present, image.missing, image.unreadable_count) == (5, 2, 1, 2)
+    assert image.unreadable == {"UnidentifiedImageError": 1, "OSError": 1}
     assert any("posters/2.jpg: UnidentifiedImageError" in example for example in image.examples)
     assert run.matrices["image"].present.tolist() == [True, False, False, False, True]
     assert not run.matrices["image"].vectors[1:4].any()
@@ -251,16 +251,19 @@ def test_missing_and_unusable_inputs_are_counted_not_fatal(tmp_path: Path, regis
     # same content twice (items 0 and 4 share a poster): one row in the store
     assert json.loads(next(Path(image.store or "").glob("g*/meta.json")).read_text())["count"] == 1
     lines = fe.summary_lines(run)
-    assert "  image: test.pixel_mean (image, dim 6): 5 items: 2 present, 1 missing (no image), 2 unusable" in lines
-    assert any(line.startswith("    unusable: 1 OSError, 1 UnidentifiedImageError; e.g.") for line in lines)
+    assert (
+        "  image: test.pixel_mean (image, dim 6): 5 items: 2 present, 1 missing (no image named, or the file is "
+        "absent), 2 unreadable" in lines
+    )
+    assert any(line.startswith("    unreadable: 1 OSError, 1 UnidentifiedImageError; e.g.") for line in lines)
     again = features(pipeline, registry)
-    assert (report(again, "image").encoded, report(again, "image").unusable_count) == (0, 2)
+    assert (report(again, "image").encoded, report(again, "image").unreadable_count) == (0, 2)
 
 
-def test_a_file_that_vanished_after_loading_is_unusable(tmp_path: Path, registry: Registry) -> None:
+def test_a_file_that_vanished_after_loading_is_unreadable(tmp_path: Path, registry: Registry) -> None:
     named = fe.NamedEncoder("image", "test.pixel_mean", PixelMean())
     matrix = fe.extract_modality(named, [str(tmp_path / "gone.jpg")], FeaturesConfig(), root=tmp_path / "cache")
-    assert matrix.report.unusable == {"FileNotFoundError": 1} and not matrix.present.any()
+    assert matrix.report.unreadable == {"FileNotFoundError": 1} and not matrix.present.any()
 
 
 def test_zero_and_one_worker_give_identical_vectors(tmp_path: Path) -> None:
@@ -278,7 +281,7 @@ def test_zero_and_one_worker_give_identical_vectors(tmp_path: Path) -> None:
     ]
     np.testing.assert_array_equal(results[0].vectors, results[1].vectors)
     assert results[0].present.tolist() == results[1].present.tolist() == [True] * 3 + [False] + [True] * 4
-    assert results[1].report.unusable == {"UnidentifiedImageError": 1}
+    assert results[1].report.unreadable == {"UnidentifiedImageError": 1}
 
 
 def test_threads_are_set_while_encoding_and_restored(tmp_path: Path) -> None:
@@ -408,7 +411,7 @@ def test_features_command_prints_the_summary(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"features (cache {tmp_path / 'cache'}):"
-    assert "  text: test.hash_text (text, dim 8): 5 items: 5 present, 0 missing (no text), 0 unusable" in lines
+    assert "  text: test.hash_text (text, dim 8): 5 items: 5 present, 0 missing (no text), 0 unreadable" in lines
     assert any(line.startswith("    5 encoded now, 0 from cache; ") and "items/s" in line for line in lines)
     assert any(line.startswith(f"    store: {tmp_path / 'cache' / 'image-'}") for line in lines)
 
@@ -436,3 +439,161 @@ def test_run_computes_the_features_then_asks_for_a_user_tower(
     lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
     assert any(line.startswith("features text: encoder 'test.hash_text'") and line.endswith("runs") for line in lines)
     assert code == 2 and "user: the pipeline has no `user` section" in err and "Traceback" not in err
+
+
+# --- the cache checks its bytes (issue 18, point 5) ---------------------------------------------------------------
+
+
+def _generation(run: fe.FeaturesRun, key: str) -> Path:
+    store = Path(report(run, key).store or "")
+    return store / (store / "CURRENT").read_text().strip()
+
+
+def _flip(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF  # a byte of the last vector, same size
+    path.write_bytes(bytes(raw))
+
+
+def _nans(path: Path) -> None:
+    vectors = np.load(path, mmap_mode="r+")
+    vectors[2] = np.nan
+    vectors.flush()
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(100)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [(_truncate, "is 100 bytes"), (_flip, "checksum mismatch in vectors.npy"), (_nans, "checksum mismatch")],
+    ids=["truncated", "bytes flipped", "NaNs written"],
+)
+def test_a_damaged_store_is_reported_with_its_path_rebuilt_and_never_served(
+    tmp_path: Path, registry: Registry, damage: Any, why: str
+) -> None:
+    pipeline = write_catalogue(tmp_path)
+    first = features(pipeline, registry)
+    expected = np.array(first.matrices["text"].vectors)
+    generation = _generation(first, "text")
+    damage(generation / "vectors.npy")
+    run = features(pipeline, registry)
+    text = report(run, "text")
+    assert text.encoded == 5 and text.cached == 0  # nothing came from the damaged store
+    assert text.store_problem is not None and text.store_problem.startswith(f"{generation}: ")
+    assert why in text.store_problem
+    assert np.isfinite(run.matrices["text"].vectors).all()
+    np.testing.assert_array_equal(run.matrices["text"].vectors, expected)
+    assert f"    the store on disk was damaged and was rebuilt: {text.store_problem}" in fe.summary_lines(run)
+    again = report(features(pipeline, registry), "text")
+    assert (again.encoded, again.cached, again.store_problem) == (0, 5, None)
+
+
+def test_a_store_without_checksums_is_rebuilt(tmp_path: Path, registry: Registry) -> None:
+    pipeline = write_catalogue(tmp_path)
+    meta_file = _generation(features(pipeline, registry), "text") / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["checksums"]
+    meta_file.write_text(json.dumps(meta))
+    text = report(features(pipeline, registry), "text")
+    assert text.encoded == 5 and "no checksums" in (text.store_problem or "")
+
+
+class NanText(HashText):
+    """HashText, except that one title comes out as NaN (a model overflowing in half precision, say)."""
+
+    def embed(self, batch: Any) -> torch.Tensor:
+        out = super().embed(batch)
+        for row, text in enumerate(batch):
+            if text == "Heat":
+                out[row] = float("nan")
+        return out
+
+
+def test_a_non_finite_vector_is_refused_naming_the_encoder_and_the_item(tmp_path: Path) -> None:
+    named = fe.NamedEncoder("text", "test.nan_text", NanText())
+    with pytest.raises(FusionrecError) as error:
+        fe.extract_modality(
+            named, TITLES, FeaturesConfig(), root=tmp_path / "cache", item_ids=["a", "b", "c", "d", "e"]
+        )
+    assert str(error.value).startswith(
+        "encoders.text (test.nan_text): the encoder returned a vector with NaN or infinity for item 'c' ('Heat'); "
+        "nothing was cached."
+    )
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(FusionrecError, match="for item 'c'"):  # uncached encoding refuses it too
+        fe.extract_modality(named, TITLES, FeaturesConfig(), cache=False, item_ids=["a", "b", "c", "d", "e"])
+
+
+def test_the_store_itself_refuses_non_finite_vectors(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, "text", "test/1")
+    vectors = np.ones((2, 3), dtype=np.float32)
+    vectors[1, 2] = np.inf
+    keys = np.array([feature_cache.text_key("a"), feature_cache.text_key("b")], dtype="S32")
+    with pytest.raises(feature_cache.NonFiniteVectorError, match="1 vector with NaN or infinity") as error:
+        store.write([(keys, vectors)], 3)
+    assert error.value.rows == [1] and store.load() is None
+
+
+# --- one vocabulary for images: the data report's counts are the feature step's (issue 18, point 5) ------------
+
+
+def test_missing_and_unreadable_images_have_the_same_counts_in_the_data_report_and_features(
+    tmp_path: Path, registry: Registry
+) -> None:
+    good = jpeg()
+    images = [good, None, b"not an image", good[: len(good) // 2], jpeg(seed=3)]
+    pipeline = write_catalogue(tmp_path, images=images)
+    (tmp_path / "posters" / "4.jpg").unlink()  # named, file absent
+    pipeline.write_text(pipeline.read_text().replace("check_images: none", "check_images: header"))
+    from fusionrec.core.assembly import loading
+
+    loaded = loading.load(pipeline, registry)
+    checked = loaded.data.report.images
+    assert checked is not None
+    assert (checked.missing_total, checked.unreadable) == (2, 2)  # no path + file absent; not an image + truncated
+    image = report(fe.run_features(pipeline, registry), "image")
+    assert (image.missing, image.unreadable_count, image.present) == (2, 2, 1)
+    assert image.unreadable == {"data check (header)": 2}
+    assert any(
+        e.endswith("posters/3.jpg: data check (header): truncated JPEG (no end-of-image marker)")
+        for e in image.examples
+    )
+    line = next(line for line in loading.report_lines(loaded.data.report) if "images (header check)" in line)
+    assert "2 missing (1 with no image named, 1 file absent), 2 unreadable (file present, cannot be decoded)" in line
+
+
+def test_quickstart_posters_have_one_vocabulary(tmp_path: Path, registry: Registry) -> None:
+    """The issue's reproduction: four broken posters in the quickstart data were 'unreadable' in the data report
+    and 'missing (no image), 0 unusable' in the feature step."""
+    import shutil
+
+    from fusionrec.core.assembly import loading
+
+    root = tmp_path / "quickstart"
+    source = Path(__file__).resolve().parents[1] / "examples" / "data" / "quickstart"
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns("links.csv", "README.txt", "NOTICE.md"))
+    posters = sorted((root / "posters").glob("*.jpg"))
+    for poster in posters[:4]:
+        poster.write_bytes(poster.read_bytes()[:200])  # truncated downloads
+    posters[4].unlink()
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        "fusionrec: 1\ndata: {type: movielens, path: quickstart}\nencoders: {image: {type: test.pixel_mean}}\n"
+        "features: {cache: cache, num_workers: 0}\n"
+    )
+    loaded = loading.load(pipeline, registry)
+    checked = loaded.data.report.images
+    assert checked is not None and (checked.missing_total, checked.unreadable) == (1, 4)
+    run = fe.run_features(pipeline, registry)
+    image = report(run, "image")
+    assert (image.missing, image.unreadable_count, image.present) == (1, 4, len(posters) - 5)
+    assert any(
+        line.endswith(
+            f"{len(posters):,} items: {len(posters) - 5:,} present, 1 missing (no image named, or the file "
+            "is absent), 4 unreadable"
+        )
+        for line in fe.summary_lines(run)
+    )

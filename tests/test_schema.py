@@ -79,7 +79,10 @@ def test_schema_and_validate_agree_on_the_pipelines_in_the_docs(
         parse_pipeline(block.text, registry=get_registry())
         valid = True
     except ConfigError as exc:
-        valid, reason = False, str(exc)
+        # a path that must exist is checked against the file system, which no schema can see: the docs may show
+        # data this checkout lacks
+        valid = all("does not exist" in p.message and "expected an existing" in p.message for p in exc.problems)
+        reason = str(exc)
     found = errors(validator, block.text)
     if valid:
         assert found == [], f"{where}: fusionrec validate accepts it, the schema does not: {found}"

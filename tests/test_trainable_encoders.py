@@ -30,7 +30,7 @@ RNN = "{type: rnn, embedding_dim: 8, hidden: 8, dim: 8, max_length: 8}"
 
 def write_posters(data: Path) -> None:
     """Add a `poster` column to the catalogue: a noisy 20×20 PNG tinted by the item's genre, one file that is not
-    an image (unusable: counted, never fatal) and one item without a poster (missing)."""
+    an image (unreadable: counted, never fatal) and one item without a poster (missing)."""
     rng = random.Random(0)
     (data / "posters").mkdir()
     lines = (data / "items.csv").read_text().splitlines()
@@ -113,11 +113,11 @@ def test_trainable_encoders_are_trained_end_to_end_and_saved(tmp_path: Path) -> 
     assert set(prepared.inputs) == {"image", "text"} and prepared.features == {}
     initial = {key: weights(inputs.encoder.module) for key, inputs in prepared.inputs.items()}
     image = prepared.inputs["image"]
-    # one item names no poster (missing), one names a file that is not an image (unusable): both not present
-    assert image.report.missing == 1 and image.report.unusable == {"UnidentifiedImageError": 1}
+    # one item names no poster (missing), one names a file that is not an image (unreadable): both not present
+    assert image.report.missing == 1 and image.report.unreadable == {"UnidentifiedImageError": 1}
     assert int(image.present.sum()) == image.report.present == len(image.present) - 2
     lines = "\n".join(fe.summary_lines(prepared.features_run))
-    assert lines.count("trained end to end with the towers") == 2 and "1 unusable" in lines
+    assert lines.count("trained end to end with the towers") == 2 and "1 unreadable" in lines
 
     run = RunDir.open(tmp_path / "run")
     assert run.verify() == [] and (tmp_path / "run" / "metrics.json").exists()

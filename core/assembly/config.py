@@ -70,7 +70,12 @@ class TrainConfig(Params):
         "refit has seen validation). Applies to `model:` sections too; not with a `ranker` (it needs held-out "
         "positives the towers have not seen).",
     )
-    seed: int = Field(0, description="Seed for every random choice (same seed → same metrics).")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Seed for every random choice (same seed → same metrics); 0 to 2^63 − 1, what torch accepts.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA when available.")
 
 
@@ -218,6 +223,7 @@ def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:
         out["data"] = spec.data.to_dict()
     if spec.encoders:
         out["encoders"] = {name: enc.to_dict() for name, enc in spec.encoders.items()}
+    if spec.encoders or spec.features != FeaturesConfig():  # a set features section round-trips without encoders
         out["features"] = spec.features.model_dump(mode="json")
     for section in ("fuser", "user", "model"):
         value = getattr(spec, section)
@@ -340,18 +346,56 @@ def _parse_yaml(text: str, file: str | Path | None) -> tuple[Any, dict[KeyPath, 
         raise ConfigError([Problem((), f"invalid YAML: {what}.", line)], file=file) from exc
     except yaml.YAMLError as exc:
         raise ConfigError.at((), f"invalid YAML: {exc}.", file=file) from exc
+    except RecursionError as exc:
+        raise ConfigError.at((), "invalid YAML: nested too deeply for a pipeline file.", file=file) from exc
     finally:
         loader.dispose()
     lines: dict[KeyPath, int] = {}
     duplicates: list[Problem] = []
     if node is not None:
-        _walk(node, (), lines, duplicates)
+        try:
+            _walk(node, (), lines, duplicates, _Budget(), ())
+        except RecursionError as exc:
+            raise ConfigError.at((), "invalid YAML: nested too deeply for a pipeline file.", file=file) from exc
+        except _UnwalkableError as exc:
+            raise ConfigError([Problem(exc.path, exc.message, exc.line)], file=file) from None
     if duplicates:
         raise ConfigError(duplicates, file=file)
     return data, lines
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], duplicates: list[Problem]) -> None:
+MAX_NODES = 100_000
+"""Values a pipeline file may hold once its aliases are expanded (a real one holds a few hundred): more is a file
+built to blow up (nested aliases multiply), refused before anything validates it."""
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = MAX_NODES
+
+
+class _UnwalkableError(Exception):
+    def __init__(self, path: KeyPath, message: str, line: int) -> None:
+        self.path, self.message, self.line = path, message, line
+
+
+def _walk(
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    duplicates: list[Problem],
+    budget: _Budget,
+    ancestors: tuple[int, ...],
+) -> None:
+    budget.left -= 1
+    line = node.start_mark.line + 1
+    if id(node) in ancestors:  # `a: &x [*x]`: an alias inside the value it names
+        raise _UnwalkableError(path, "a YAML alias refers to the value that contains it, which never ends.", line)
+    if budget.left < 0:
+        raise _UnwalkableError(  # named at its top-level key: the path down to the 100,001st value says nothing
+            path[:1], f"more than {MAX_NODES:,} values once YAML aliases are expanded; a pipeline is far smaller.", line
+        )
+    ancestors = (*ancestors, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -365,11 +409,11 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], duplicates:
                 )
             seen[key] = line
             lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, duplicates)
+            _walk(value_node, (*path, key), lines, duplicates, budget, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for i, child in enumerate(node.value):
             lines[(*path, i)] = child.start_mark.line + 1
-            _walk(child, (*path, i), lines, duplicates)
+            _walk(child, (*path, i), lines, duplicates, budget, ancestors)
 
 
 def _line_lookup(lines: dict[KeyPath, int]) -> Any:

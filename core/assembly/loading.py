@@ -156,14 +156,14 @@ def report_lines(report: DataReport) -> list[str]:
     if images is not None:
         line = (
             f"  images ({images.check} check): {images.found:,} of {images.items:,} items have one; "
-            f"{images.missing:,} missing, {images.unreadable:,} unreadable"
+            f"{images.missing_total:,} missing ({images.no_path:,} with no image named, {images.missing:,} file "
+            f"absent), {images.unreadable:,} unreadable (file present, cannot be decoded)"
         )
-        if images.no_path:
-            line += f", {images.no_path:,} with no image named"
         lines.append(line)
         for problem in ("unreadable",):
             for example in images.examples.get(problem, [])[:1]:
                 lines.append(f"    e.g. {example}")
+        lines.extend(f"  note: {note}" for note in images.notes)
     lines.extend(f"  note: {note}" for note in report.notes)
     lines.append(f"  loaded in {report.seconds:.2f} s")
     return lines

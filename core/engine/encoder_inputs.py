@@ -4,8 +4,8 @@ Frozen encoders go through the feature cache (:mod:`fusionrec.core.engine.featur
 ``rnn`` with ``trainable: true``) gives vectors that change at every optimisation step, so there is nothing to
 cache: instead the training engine keeps each item's *preprocessed* input (a resized image tensor, token ids) and
 the item tower runs :meth:`Encoder.embed <fusionrec.core.encoder.Encoder.embed>` on the items a batch touches
-(:class:`fusionrec.core.engine.two_tower.ItemTower`). Reading the raw inputs, fitting, and counting missing and unusable
-items are the feature engine's own (:func:`~fusionrec.core.engine.features.raw_values`,
+(:class:`fusionrec.core.engine.two_tower.ItemTower`). Reading the raw inputs, fitting, and counting missing and
+unreadable items are the feature engine's own (:func:`~fusionrec.core.engine.features.raw_values`,
 :func:`~fusionrec.core.engine.features.fit_encoder`,
 :class:`~fusionrec.core.engine.feature_batches.ItemDataset`), so both paths agree on which items have the modality.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from fusionrec.core.engine.features import (
     FeaturesRun,
     NamedEncoder,
     fit_encoder,
+    known_unreadable,
     pipeline_features,
     raw_values,
 )
@@ -121,11 +122,18 @@ class EncoderInputs:
         return replace(self, encoder=copy.deepcopy(self.encoder))
 
 
-def prepare_inputs(named: NamedEncoder, raws: Sequence[Any], config: FeaturesConfig) -> EncoderInputs:
+def prepare_inputs(
+    named: NamedEncoder,
+    raws: Sequence[Any],
+    config: FeaturesConfig,
+    rejected: Mapping[int, tuple[str, str]] | None = None,
+) -> EncoderInputs:
     """Fit a trainable encoder on the items offering input and preprocess each of them once.
 
     Preprocessing runs in ``config.workers()`` DataLoader worker processes, as the feature engine's does; an item
-    whose preprocess raises :class:`OSError` or :class:`ValueError` is not present and is counted by reason.
+    whose preprocess raises :class:`OSError` or :class:`ValueError` is not present and is counted by reason, as
+    are the ``rejected`` items the data check found unreadable
+    (:func:`~fusionrec.core.engine.features.known_unreadable`).
 
     Raises:
         FusionrecError: fit failed, or the encoder says it is trainable but has no torch module to train.
@@ -134,7 +142,7 @@ def prepare_inputs(named: NamedEncoder, raws: Sequence[Any], config: FeaturesCon
 
     start = time.perf_counter()
     encoder = named.encoder
-    report, candidates = fit_encoder(named, raws)
+    report, candidates = fit_encoder(named, raws, rejected)
     report.end_to_end = True
     if encoder.module is None:
         raise FusionrecError(
@@ -156,19 +164,19 @@ def prepare_inputs(named: NamedEncoder, raws: Sequence[Any], config: FeaturesCon
         for position, value, problem in batch:
             item = candidates[position]
             if problem is not None:
-                report.note_unusable(raws[item], problem)
+                report.note_unreadable(raws[item], problem)
             else:
                 values[item], present[item] = (_owned(value) if workers else value), True
     report.present = report.encoded = int(present.sum())
     report.seconds = report.encode_seconds = time.perf_counter() - start
     log.info(
-        "encoders.%s (%s): %d items, %d inputs preprocessed for end-to-end training, %d missing, %d unusable, %.2f s",
+        "encoders.%s (%s): %d items, %d inputs preprocessed for end-to-end training, %d missing, %d unreadable, %.2f s",
         named.key,
         named.name,
         report.items,
         report.present,
         report.missing,
-        report.unusable_count,
+        report.unreadable_count,
         report.seconds,
     )
     return EncoderInputs(named.key, encoder, values, present, report)
@@ -191,7 +199,12 @@ def training_features(
         for position, named in enumerate(run.encoders):
             if not named.encoder.trainable:
                 continue
-            inputs = prepare_inputs(named, raw_values(loaded.data, named.encoder), loaded.spec.features)
+            inputs = prepare_inputs(
+                named,
+                raw_values(loaded.data, named.encoder),
+                loaded.spec.features,
+                known_unreadable(loaded.data, named.encoder),
+            )
             run.inputs[named.key] = inputs
             run.reports[position] = inputs.report  # one report per encoder, in pipeline order
     run.seconds += time.perf_counter() - start

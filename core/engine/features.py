@@ -7,7 +7,7 @@ in batches (:mod:`fusionrec.core.engine.feature_batches`). Frozen encoders go th
 fingerprint are encoded, and the merged store is written back atomically. Trainable encoders are never cached: the
 training engine trains them end to end (:mod:`fusionrec.core.engine.encoder_inputs`); here they are skipped or, for
 callers that want fixed vectors (the ``model:`` baselines), encoded with their current weights. An item whose
-input is unusable (its preprocess raised ``OSError``/``ValueError``, or its image file cannot be read) is marked
+input is unreadable (its preprocess raised ``OSError``/``ValueError``, or its image file cannot be read) is marked
 not present and counted by reason; it never stops the run.
 
 ``fusionrec features PIPELINE`` and ``fusionrec run`` call :func:`pipeline_features`; everything here returns plain
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,9 @@ log = logging.getLogger("fusionrec.features")
 MAX_EXAMPLES = 3
 COLUMNS = {"image": IMAGE, "text": TEXT}
 """The items column each kind of encoder reads."""
+
+MISSING_WORDS = {"image": "no image named, or the file is absent", "text": "no text"}
+"""What *missing* means for each kind of input, in the words of the data report."""
 
 Advance = Callable[[int], None]
 Trainable = Literal["encode", "skip"]
@@ -75,9 +78,12 @@ class FeatureReport:
             (:mod:`fusionrec.core.engine.encoder_inputs`) and its vectors are computed during training.
         items: items in the catalogue.
         present: items with a vector.
-        missing: items without the raw input (no image named, empty text).
-        unusable: items whose input could not be used, by reason (the exception type).
-        examples: a few unusable items with the reason.
+        missing: items without the raw input (no image named or its file absent; an empty text), the data
+            report's ``missing`` for images.
+        unreadable: items whose input is there but cannot be used (an image file that does not decode), by reason
+            (the exception type, or the data check that found it): the data report's ``unreadable`` for images,
+            plus what only decoding found.
+        examples: a few unreadable items with the reason.
         encoded: present items encoded in this run.
         cached: present items whose vectors came from the cache.
         seconds: wall time of the whole modality (fit, content keys, cache, encoding, writing).
@@ -86,6 +92,8 @@ class FeatureReport:
         fingerprint: the encoder's fingerprint, for cached encoders.
         shard: ``I/N`` when only shard I of N was encoded (``present``, ``encoded``, ``cached`` count its items).
         shard_items: the items offering input that belong to the shard.
+        store_problem: why the store found on disk was not used (damaged: its path and the reason); it was
+            rebuilt from fresh encodings.
     """
 
     key: str
@@ -98,7 +106,7 @@ class FeatureReport:
     items: int = 0
     present: int = 0
     missing: int = 0
-    unusable: dict[str, int] = field(default_factory=dict)
+    unreadable: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
     encoded: int = 0
     cached: int = 0
@@ -108,15 +116,16 @@ class FeatureReport:
     fingerprint: str | None = None
     shard: str | None = None
     shard_items: int | None = None
+    store_problem: str | None = None
 
     @property
-    def unusable_count(self) -> int:
-        return sum(self.unusable.values())
+    def unreadable_count(self) -> int:
+        return sum(self.unreadable.values())
 
-    def note_unusable(self, raw: Any, reason: str) -> None:
-        """Count an item whose input is unusable, by reason (``"OSError: …"`` counts as ``OSError``)."""
+    def note_unreadable(self, raw: Any, reason: str) -> None:
+        """Count an item whose input is unreadable, by reason (``"OSError: …"`` counts as ``OSError``)."""
         kind = reason.split(":", 1)[0]
-        self.unusable[kind] = self.unusable.get(kind, 0) + 1
+        self.unreadable[kind] = self.unreadable.get(kind, 0) + 1
         if len(self.examples) < MAX_EXAMPLES:
             self.examples.append(f"{raw}: {reason}")
 
@@ -139,8 +148,8 @@ class FeatureReport:
             "items": self.items,
             "present": self.present,
             "missing": self.missing,
-            "unusable": self.unusable_count,
-            "unusable_by_reason": dict(self.unusable),
+            "unreadable": self.unreadable_count,
+            "unreadable_by_reason": dict(self.unreadable),
             "examples": list(self.examples),
             "encoded": self.encoded,
             "cached": self.cached,
@@ -151,6 +160,7 @@ class FeatureReport:
             "fingerprint": self.fingerprint,
             "shard": self.shard,
             "shard_items": self.shard_items,
+            "store_problem": self.store_problem,
         }
 
 
@@ -235,6 +245,19 @@ def raw_values(data: InteractionData, encoder: Encoder) -> list[Any]:
     return list(data.items[COLUMNS[encoder.modality]].tolist())
 
 
+def known_unreadable(data: InteractionData, encoder: Encoder) -> dict[int, tuple[str, str]]:
+    """Items whose input the data check already found unreadable (image files that do not decode), with why.
+
+    Their image path is ``None`` in the items table; this tells the feature step to count them as *unreadable*,
+    as the data report does, not as *missing*.
+    """
+    images = data.report.images
+    if encoder.modality != "image" or images is None:
+        return {}
+    check = f"data check ({images.check})"
+    return {item: (path, f"{check}: {why}") for item, (path, why) in images.unreadable_items.items()}
+
+
 def has_input(raw: Any, reads: str) -> bool:
     """Whether an item offers this raw input: an image path, or a text that is not blank."""
     if not isinstance(raw, str):
@@ -277,15 +300,29 @@ def extract(
             if named.encoder.trainable and trainable == "skip":
                 reports.append(_skipped(named, data.n_items))
                 continue
-            raws = raw_values(data, named.encoder)
-            matrix = extract_modality(named, raws, config, root=root, cache=cache, bars=bars, shard=shard)
+            matrix = extract_modality(
+                named,
+                raw_values(data, named.encoder),
+                config,
+                root=root,
+                cache=cache,
+                bars=bars,
+                shard=shard,
+                item_ids=data.item_ids.tolist(),
+                rejected=known_unreadable(data, named.encoder),
+            )
             matrices[named.key] = matrix
             reports.append(matrix.report)
     return matrices, reports
 
 
-def fit_encoder(named: NamedEncoder, raws: Sequence[Any]) -> tuple[FeatureReport, list[int]]:
+def fit_encoder(
+    named: NamedEncoder, raws: Sequence[Any], rejected: Mapping[int, tuple[str, str]] | None = None
+) -> tuple[FeatureReport, list[int]]:
     """Pick the items offering the encoder's raw input and fit the encoder on them (:meth:`Encoder.fit`).
+
+    ``rejected`` (item → ``(path, reason)``) are items whose input the data check found unreadable: they are
+    counted as unreadable, not missing (:func:`known_unreadable`).
 
     Returns:
         A report with the item counts and the fitted encoder's dim, and the positions of the items offering input.
@@ -296,7 +333,12 @@ def fit_encoder(named: NamedEncoder, raws: Sequence[Any]) -> tuple[FeatureReport
     encoder, reads = named.encoder, named.encoder.modality
     n = len(raws)
     candidates = [i for i, raw in enumerate(raws) if has_input(raw, reads)]
-    report = FeatureReport(named.key, named.name, reads, 0, encoder.trainable, items=n, missing=n - len(candidates))
+    report = FeatureReport(named.key, named.name, reads, 0, encoder.trainable, items=n)
+    chosen = set(candidates)
+    for item, (path, reason) in sorted((rejected or {}).items()):
+        if item not in chosen:
+            report.note_unreadable(path, reason)
+    report.missing = n - len(candidates) - report.unreadable_count
     try:
         encoder.fit([raws[i] for i in candidates])
     except FusionrecError:
@@ -316,6 +358,8 @@ def extract_modality(
     cache: bool = True,
     bars: Callable[[str, int], Advance] | None = None,
     shard: Shard | None = None,
+    item_ids: Sequence[Any] | None = None,
+    rejected: Mapping[int, tuple[str, str]] | None = None,
 ) -> FeatureMatrix:
     """Compute one modality's features for items offering ``raws`` (image paths or texts; ``None`` for none).
 
@@ -328,6 +372,11 @@ def extract_modality(
         bars: ``bars(label, total)`` returns a callback advancing a progress bar.
         shard: encode only the items of this shard (the encoder is still fitted on every item, so all shards
             share its fingerprint and store).
+        item_ids: each item's original id, for messages (default: its position).
+        rejected: items the data check found unreadable (:func:`known_unreadable`).
+
+    Raises:
+        FusionrecError: the encoder returned a vector holding NaN or infinity (never cached, never served).
     """
     import numpy as np
 
@@ -335,14 +384,14 @@ def extract_modality(
     encoder = named.encoder
     label = f"encoders.{named.key} ({named.name})"
     n = len(raws)
-    report, candidates = fit_encoder(named, raws)
+    report, candidates = fit_encoder(named, raws, rejected)
     dim = report.dim
     if shard is not None:
         candidates = shard.owns(candidates)
         report.shard, report.shard_items = shard.label, len(candidates)
 
-    def unusable(position: int, reason: str) -> None:
-        report.note_unusable(raws[position], reason)
+    def unreadable(position: int, reason: str) -> None:
+        report.note_unreadable(raws[position], reason)
 
     def encode(positions: list[int]) -> Any:
         advance = bars(f"{named.key} ({named.name})", len(positions)) if bars and positions else None
@@ -356,13 +405,14 @@ def extract_modality(
             label=label,
         )
         report.encode_seconds = encoded.seconds
+        _check_finite(encoded, positions, raws, item_ids, label)
         return encoded
 
     out: Any
     if encoder.trainable or not cache:
         encoded = encode(candidates)
         for j, reason in encoded.failures:
-            unusable(candidates[j], reason)
+            unreadable(candidates[j], reason)
         out = np.zeros((n, dim), dtype=np.float32)
         present = np.zeros(n, dtype=bool)
         chosen = np.asarray(candidates, dtype=np.int64)[encoded.ok]
@@ -370,18 +420,20 @@ def extract_modality(
         present[chosen] = True
         report.encoded = len(chosen)
     else:
-        out, present = _cached(named, raws, candidates, config, root, report, unusable, encode)
+        out, present = _cached(named, raws, candidates, config, root, report, unreadable, encode)
+        if report.store_problem:
+            log.warning("%s: the feature store was damaged and is rebuilt: %s", label, report.store_problem)
     report.present = int(present.sum())
     report.seconds = time.perf_counter() - start
     log.info(
-        "%s: %d items, %d present (%d encoded, %d cached), %d missing, %d unusable, %.2f s",
+        "%s: %d items, %d present (%d encoded, %d cached), %d missing, %d unreadable, %.2f s",
         label,
         n,
         report.present,
         report.encoded,
         report.cached,
         report.missing,
-        report.unusable_count,
+        report.unreadable_count,
         report.seconds,
     )
     return FeatureMatrix(named.key, out, present, report)
@@ -394,7 +446,7 @@ def _cached(
     config: FeaturesConfig,
     root: Path | None,
     report: FeatureReport,
-    unusable: Callable[[int, str], None],
+    unreadable: Callable[[int, str], None],
     encode: Callable[[list[int]], Any],
 ) -> tuple[Any, Any]:
     """A frozen encoder through the cache: look up every item's content key, encode the missing, write back."""
@@ -411,8 +463,9 @@ def _cached(
         try:
             keyed.append((i, file_key(raws[i]) if encoder.modality == "image" else text_key(raws[i])))
         except (OSError, ValueError) as exc:  # an unreadable file; a text that is not valid Unicode
-            unusable(i, f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+            unreadable(i, f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
     old = store.load()
+    report.store_problem = store.problem
     if old is not None and old.dim != dim:
         log.warning("feature store %s has dim %d, the encoder %d; re-encoding", store.path, old.dim, dim)
         old = None
@@ -435,7 +488,7 @@ def _cached(
         elif encoded is not None and encoded.ok[todo[key]]:
             rows.append((i, -1, todo[key], key))
         else:
-            unusable(i, failures.get(todo[key], "ValueError: not encoded"))
+            unreadable(i, failures.get(todo[key], "ValueError: not encoded"))
     positions = np.asarray([row[0] for row in rows], dtype=np.int64)
     old_rows = np.asarray([row[1] for row in rows], dtype=np.int64)
     new_rows = np.asarray([row[2] for row in rows], dtype=np.int64)
@@ -463,6 +516,25 @@ def _cached(
     if everything:
         return written.vectors[: len(keys)], present
     return out, present
+
+
+def _check_finite(
+    encoded: Any, positions: Sequence[int], raws: Sequence[Any], item_ids: Sequence[Any] | None, label: str
+) -> None:
+    """Refuse vectors holding NaN or infinity: they would be cached and served as hits."""
+    import numpy as np
+
+    bad = np.flatnonzero(encoded.ok & ~np.isfinite(encoded.vectors).all(axis=1))
+    if not len(bad):
+        return
+    item = positions[int(bad[0])]
+    name = f"item {item_ids[item]!r}" if item_ids is not None else f"item #{item}"
+    more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
+    raise FusionrecError(
+        f"{label}: the encoder returned a vector with NaN or infinity for {name} ({raws[item]!r}){more}; nothing "
+        "was cached. A vector like that would poison training and retrieval: check the encoder's weights and "
+        "inputs (a fused or half-precision model overflowing, an all-zero input normalised by its norm)"
+    )
 
 
 def _write(store: FeatureStore, keys: Any, positions: Any, out: Any, dim: int, name: str) -> Any:
@@ -563,11 +635,13 @@ def summary_lines(run: FeaturesRun) -> list[str]:
             head = f"{head}, trained end to end with the towers"
         lines.append(
             f"{head}: {r.items:,} items: {r.present:,} present, {r.missing:,} missing "
-            f"(no {r.reads}), {r.unusable_count:,} unusable"
+            f"({MISSING_WORDS.get(r.reads, f'no {r.reads}')}), {r.unreadable_count:,} unreadable"
         )
-        if r.unusable:
-            reasons = ", ".join(f"{count:,} {reason}" for reason, count in sorted(r.unusable.items()))
-            lines.append(f"    unusable: {reasons}; e.g. {r.examples[0]}" if r.examples else f"    unusable: {reasons}")
+        if r.unreadable:
+            reasons = ", ".join(f"{count:,} {reason}" for reason, count in sorted(r.unreadable.items()))
+            lines.append(
+                f"    unreadable: {reasons}; e.g. {r.examples[0]}" if r.examples else f"    unreadable: {reasons}"
+            )
         rate = r.items_per_s
         speed = f" ({rate:,.1f} items/s)" if rate is not None else ""
         if r.end_to_end:
@@ -579,6 +653,8 @@ def summary_lines(run: FeaturesRun) -> list[str]:
         lines.append(f"    {r.encoded:,} encoded now, {cached}; {r.seconds:.2f} s{speed}")
         if r.store is not None:
             lines.append(f"    store: {r.store}")
+        if r.store_problem is not None:
+            lines.append(f"    the store on disk was damaged and was rebuilt: {r.store_problem}")
     lines.append(f"  done in {run.seconds:.2f} s")
     return lines
 

@@ -21,6 +21,7 @@ from fusionrec.core.data import (
     MAX_EXAMPLES,
     TEXT,
     DataReport,
+    Duplicates,
     FileCounts,
     InteractionData,
     OnError,
@@ -30,13 +31,16 @@ from fusionrec.core.errors import DataError
 from fusionrec.plugins.datasets import columns
 from fusionrec.plugins.datasets.readers import RawTable
 
+DUPLICATE = "duplicate interaction"
+
 
 class Collector:
     """Builds the :class:`DataReport` of one load and enforces ``on_error``."""
 
-    def __init__(self, dataset: str, source: str, on_error: OnError) -> None:
-        self.report = DataReport(dataset, source, on_error)
+    def __init__(self, dataset: str, source: str, on_error: OnError, duplicates: Duplicates = "keep_first") -> None:
+        self.report = DataReport(dataset, source, on_error, duplicates=duplicates)
         self.on_error = on_error
+        self.duplicates = duplicates
 
     def read(self, table: RawTable) -> None:
         """Record that ``table`` was read (rows read, and the rows its parser rejected)."""
@@ -70,15 +74,26 @@ class Collector:
     def enforce(self) -> None:
         """Under ``on_error: raise``, raise one :class:`DataError` listing every fault found so far."""
         faults = self.report.faults
-        if self.on_error != "raise" or not faults:
+        if self.on_error != "raise":  # `duplicates: raise` raises whatever on_error says
+            faults = [issue for issue in faults if issue.reason == DUPLICATE]
+        if not faults:
             return
         total = sum(issue.count for issue in faults)
-        lines = [f"{self.report.source}: {total:,} bad row{'s' if total != 1 else ''} (on_error: raise):"]
+        files = {issue.file for issue in faults}
+        where = faults[0].file if len(files) == 1 else self.report.source  # name the file holding the bad rows
+        policy = "duplicates: raise" if all(i.reason == DUPLICATE for i in faults) else "on_error: raise"
+        lines = [f"{where}: {total:,} bad row{'s' if total != 1 else ''} ({policy}):"]
         for issue in faults:
             what = f" ({issue.detail})" if issue.detail else ""
             examples = "; ".join(issue.examples)
             lines.append(f"  {issue.file}: {issue.count:,} × {issue.reason}{what}, e.g. {examples}")
-        lines.append("Fix the data, or set `on_error: drop` to drop these rows (the data report lists every drop).")
+        if any(issue.reason != DUPLICATE for issue in faults):
+            lines.append("Fix the data, or set `on_error: drop` to drop these rows (the data report lists every drop).")
+        if any(issue.reason == DUPLICATE for issue in faults):
+            lines.append(
+                "Duplicate interactions: set `duplicates: keep_first` (keep one row, count the others) or "
+                "`duplicates: keep_all` (keep every row) on the dataset."
+            )
         error = DataError("\n".join(lines))
         error.file = faults[0].file
         first = faults[0].examples[0] if faults[0].examples else ""
@@ -161,7 +176,17 @@ def build_interactions(
     c: Collector,
     min_rating: float | None = None,
 ) -> Interactions:
-    """Validate interaction rows; every dropped row is counted under the first reason that applies."""
+    """Validate interaction rows; every dropped row is counted under the first reason that applies.
+
+    Raises:
+        DataError: the file has no rows at all (a header only): nothing could be trained or evaluated on it.
+    """
+    if table.read == 0:
+        raise DataError(
+            "no interactions: the file has a header and no rows. A dataset needs interactions to split, train and "
+            "evaluate on; check that the export finished, or point the dataset at the right file",
+            file=table.file,
+        )
     cols = table.columns
     users, user_missing, _ = ids_of(cols[user])
     item_missing = columns.missing_mask(cols[item])
@@ -200,27 +225,15 @@ def build_interactions(
     dropped |= bad
 
     keep = np.flatnonzero(~dropped)
-    key = pd.DataFrame({"u": users[keep], "i": positions[keep], "t": ts[keep]})
-    dup_kept = key.duplicated(keep="first").to_numpy()
-    if dup_kept.any():
-        dup = np.zeros(len(table), dtype=bool)
-        dup[keep[dup_kept]] = True
-        first = key.groupby(["u", "i", "t"], sort=False).ngroup().to_numpy()
-        first_row = pd.Series(table.rows[keep]).groupby(first).transform("first").to_numpy()
-        where = np.full(len(table), -1, dtype=np.int64)
-        where[keep] = first_row
-        c.flag(
-            table,
-            "duplicate interaction",
-            dup,
-            lambda i: (
-                f"{user} {_show(users[i])}, {item} {_show(item_values[i])}, {timestamp} {ts[i]} "
-                f"(first at row {where[i]})"
-            ),
-            detail="same user, item and timestamp as an earlier row; the first is kept",
-        )
-        keep = keep[~dup_kept]
-        dropped |= dup
+    keep = _duplicates(
+        table,
+        keep,
+        users,
+        positions,
+        ts,
+        c,
+        lambda i: f"{user} {_show(users[i])}, {item} {_show(item_values[i])}, {timestamp} {ts[i]}",
+    )
     if min_rating is not None:
         low = np.zeros(len(table), dtype=bool)
         low[keep] = ratings[keep] < min_rating
@@ -237,6 +250,37 @@ def build_interactions(
     return Interactions(users[keep], positions[keep], ts[keep], ratings[keep])
 
 
+def _duplicates(
+    table: RawTable,
+    keep: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    ts: np.ndarray,
+    c: Collector,
+    show: Callable[[int], str],
+) -> np.ndarray:
+    """Apply ``c.duplicates`` to the rows ``keep`` that repeat an earlier row's user, item and timestamp."""
+    key = pd.DataFrame({"u": users[keep], "i": items[keep], "t": ts[keep]})
+    dup_kept = key.duplicated(keep="first").to_numpy()
+    if not dup_kept.any():
+        return keep
+    dup = np.zeros(len(table), dtype=bool)
+    dup[keep[dup_kept]] = True
+    first = key.groupby(["u", "i", "t"], sort=False).ngroup().to_numpy()
+    first_row = pd.Series(table.rows[keep]).groupby(first).transform("first").to_numpy()
+    where = np.full(len(table), -1, dtype=np.int64)
+    where[keep] = first_row
+    policy = c.duplicates
+    detail = {
+        "keep_first": "same user, item and timestamp as an earlier row; duplicates: keep_first keeps the first",
+        "keep_all": "same user, item and timestamp as an earlier row; duplicates: keep_all keeps every row",
+        "raise": "same user, item and timestamp as an earlier row",
+    }[policy]
+    kind = {"keep_first": "filter", "keep_all": "note", "raise": "fault"}[policy]
+    c.flag(table, DUPLICATE, dup, lambda i: f"{show(i)} (first at row {where[i]})", detail=detail, kind=kind)
+    return keep if policy == "keep_all" else keep[~dup_kept]
+
+
 def finish(
     items_frame: pd.DataFrame,
     item_ids: np.ndarray,
@@ -244,7 +288,17 @@ def finish(
     text_fields: tuple[str, ...],
     c: Collector,
 ) -> InteractionData:
-    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted."""
+    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted.
+
+    Raises:
+        DataError: no interaction is left once the faults are dropped and the filters applied.
+    """
+    if len(interactions.users) == 0:
+        raise DataError(
+            f"no interactions are left after dropping bad rows and applying filters ({c.report.dropped():,} rows "
+            "dropped; `fusionrec data info` lists why). Check `min_rating` and the data",
+            file=c.report.source,
+        )
     user_ids, user_index = np.unique(interactions.users, return_inverse=True)
     order = np.lexsort((interactions.items, interactions.timestamps, user_index))
     frame = pd.DataFrame(

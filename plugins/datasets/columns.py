@@ -12,6 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,17})$"
+"""An id read as an integer: no leading zero, no plus sign, at most 18 digits (so it round-trips through int64)."""
+
 MAX_SECONDS = 2**53
 """Timestamps beyond this many seconds from the epoch are rejected as bad values."""
 
@@ -32,7 +35,11 @@ def missing_mask(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def int_ids(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Ids as int64 and a mask of the values that are integers (missing and non-integer values are False)."""
+    """Ids as int64 and a mask of the values that are integers (missing and non-integer values are False).
+
+    A string counts as an integer only when it is canonical (:data:`CANONICAL_INT`, surrounding spaces aside):
+    ``"0111565001"`` is not ``111565001``, so a table whose ids are zero-padded keeps them as strings.
+    """
     n = len(col)
     if pa.types.is_integer(col.type):
         ok = ~col.is_null().to_numpy(zero_copy_only=False)
@@ -50,11 +57,14 @@ def int_ids(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         numbers = pd.to_numeric(pd.Series(trimmed.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
         values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         text = pd.Series(trimmed.to_numpy(zero_copy_only=False), dtype=object)
-        # only plain integers count: '1.5', '1e3' and '0x10' are not ids of an integer-id table
-        ok = np.isfinite(values) & text.str.fullmatch(r"[+-]?\d{1,18}", na=False).to_numpy(dtype=bool)
+        # only canonical integers count: '1.5', '1e3', '0x10' and '007' are not ids of an integer-id table
+        ok = np.isfinite(values) & text.str.fullmatch(CANONICAL_INT[1:-1], na=False).to_numpy(dtype=bool)
         return np.where(ok, values, 0).astype(np.int64), ok
-    ok = ~cast.is_null().to_numpy(zero_copy_only=False)
-    return cast.fill_null(0).to_numpy().astype(np.int64, copy=False), np.asarray(ok, dtype=bool)
+    # an id counts as an integer only in its canonical form, the one str(int(id)) writes back: '0111565001', '+5'
+    # and '-0' keep their exact form as strings, so joining the output back to the source finds them
+    canonical = pc.match_substring_regex(trimmed, CANONICAL_INT).fill_null(False).to_numpy(zero_copy_only=False)
+    ok = ~cast.is_null().to_numpy(zero_copy_only=False) & canonical
+    return np.where(ok, cast.fill_null(0).to_numpy(), 0).astype(np.int64), np.asarray(ok, dtype=bool)
 
 
 def str_ids(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

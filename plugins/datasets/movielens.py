@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, field_validator
 
-from fusionrec.core.data import OnError
-from fusionrec.core.params import Component, ConfigPath, Params
+from fusionrec.core.data import Duplicates, OnError
+from fusionrec.core.params import Component, ExistingFolder, Params
 from fusionrec.plugins.datasets import template
 from fusionrec.plugins.datasets.options import (
     CheckImages,
     check_images_field,
+    duplicates_field,
     min_rating_field,
     on_error_field,
     split_field,
@@ -25,8 +26,9 @@ class MovieLensParams(Params):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"path": "ml-latest-small"}]})
 
-    path: ConfigPath = Field(
-        description="Folder in the ml-latest-small layout: ratings.csv, movies.csv, tags.csv and a posters folder."
+    path: ExistingFolder = Field(
+        description="Folder in the ml-latest-small layout: ratings.csv, movies.csv, tags.csv (optional) and a "
+        "posters folder."
     )
     text: str = Field(
         DEFAULT_TEXT,
@@ -43,6 +45,7 @@ class MovieLensParams(Params):
     )
     check_images: CheckImages = check_images_field()
     on_error: OnError = on_error_field()
+    duplicates: Duplicates = duplicates_field()
     split: Component("split") = split_field()  # type: ignore[valid-type]
 
     @field_validator("text")

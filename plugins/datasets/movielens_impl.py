@@ -1,8 +1,8 @@
 """Loading a MovieLens folder (the ml-latest-small layout) into :class:`InteractionData`.
 
 ratings.csv (userId, movieId, rating, timestamp) gives the interactions, movies.csv (movieId, title, genres) the
-catalogue, tags.csv (userId, movieId, tag, timestamp) the tags, and ``posters/{movieId}.jpg`` the images.
-links.csv is not needed.
+catalogue, tags.csv (userId, movieId, tag, timestamp) the tags (optional: without it no movie has tags, and the
+data report says so), and ``posters/{movieId}.jpg`` the images. links.csv is not needed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusionrec.core.data import IMAGE, TEXT, InteractionData, OnError, Split
+from fusionrec.core.data import IMAGE, TEXT, Duplicates, InteractionData, OnError, Split
 from fusionrec.core.errors import DataError
 from fusionrec.plugins.datasets import images as image_check
 from fusionrec.plugins.datasets import template
@@ -42,6 +42,7 @@ class MovieLens:
         images: str | None = "posters",
         check_images: CheckImages = "header",
         on_error: OnError = "raise",
+        duplicates: Duplicates = "keep_first",
     ) -> None:
         self.path = Path(path)
         self.split = split
@@ -51,6 +52,7 @@ class MovieLens:
         self.images = images
         self.check_images = check_images
         self.on_error = on_error
+        self.duplicates = duplicates
 
     def load(self) -> InteractionData:
         start = time.perf_counter()
@@ -60,8 +62,8 @@ class MovieLens:
                 "folder not found" if not root.exists() else "not a folder",
                 file=root,
             ) from None
-        hint = f"The movielens dataset reads ratings.csv, movies.csv and tags.csv from {root}."
-        c = Collector("movielens", str(root), self.on_error)
+        hint = f"The movielens dataset reads ratings.csv, movies.csv and (when present) tags.csv from {root}."
+        c = Collector("movielens", str(root), self.on_error, self.duplicates)
         movies = read_table(
             root / "movies.csv",
             {"movieId": "the movie id", "title": "the movie title", "genres": "pipe-separated genres"},
@@ -114,6 +116,9 @@ class MovieLens:
         empty = pd.Series("", index=range(len(items)), dtype=object)
         if "tags" not in template.fields(self.text) or self.max_tags == 0:
             c.note("tags.csv not read: the text template does not use {tags}" if self.max_tags else "max_tags is 0")
+            return empty
+        if not (root / "tags.csv").exists():  # many MovieLens releases (ml-1m, ml-10m, ml-100k …) have no tags
+            c.note(f"tags.csv not found in {root}: no movie has tags (many MovieLens releases have none)")
             return empty
         table = read_table(root / "tags.csv", {"movieId": "the movie id", "tag": "the tag"}, missing_hint=hint)
         c.read(table)

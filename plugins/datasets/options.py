@@ -1,4 +1,5 @@
-"""Parameter pieces every built-in dataset shares: ``on_error``, ``check_images``, ``min_rating``, ``split``.
+"""Parameter pieces every built-in dataset shares: ``on_error``, ``duplicates``, ``check_images``, ``min_rating``,
+``split``.
 
 Light on purpose (pydantic only): the plugin modules import it, and listing or validating must not import pandas.
 """
@@ -21,6 +22,16 @@ def on_error_field() -> Any:
     )
 
 
+def duplicates_field() -> Any:
+    return Field(
+        "keep_first",
+        description="Duplicate interactions (the same user, item and timestamp on several rows, such as two units "
+        "of one article bought on one day): keep_first keeps the first row and counts the others as filtered; "
+        "keep_all keeps every row (each one a positive); raise stops the load with a DataError listing them. "
+        "Repeats at different times are separate events and always kept.",
+    )
+
+
 def check_images_field() -> Any:
     return Field(
         "header",
@@ -33,6 +44,7 @@ def check_images_field() -> Any:
 def min_rating_field() -> Any:
     return Field(
         None,
+        allow_inf_nan=False,
         description="Implicit-feedback threshold: keep only ratings ≥ this as positives (the others are reported "
         "as filtered). null: every rating is a positive (the project's default protocol).",
     )

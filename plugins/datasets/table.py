@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
 
-from fusionrec.core.data import OnError
-from fusionrec.core.params import Component, ConfigPath, Params
+from fusionrec.core.data import Duplicates, OnError
+from fusionrec.core.params import Component, ExistingFile, Params
 from fusionrec.plugins.datasets import template
 from fusionrec.plugins.datasets.options import (
     CheckImages,
     Format,
     check_images_field,
+    duplicates_field,
     min_rating_field,
     on_error_field,
     split_field,
@@ -36,8 +37,8 @@ class TableParams(Params):
         }
     )
 
-    items: ConfigPath = Field(description="The items file: one row per item.")
-    interactions: ConfigPath = Field(description="The interactions file: one row per (user, item, time).")
+    items: ExistingFile = Field(description="The items file: one row per item.")
+    interactions: ExistingFile = Field(description="The interactions file: one row per (user, item, time).")
     items_format: Format = Field("auto", description="Format of the items file; auto: from its extension.")
     interactions_format: Format = Field(
         "auto", description="Format of the interactions file; auto: from its extension."
@@ -73,6 +74,7 @@ class TableParams(Params):
     min_rating: float | None = min_rating_field()
     check_images: CheckImages = check_images_field()
     on_error: OnError = on_error_field()
+    duplicates: Duplicates = duplicates_field()
     split: Component("split") = split_field()  # type: ignore[valid-type]
 
     @model_validator(mode="after")

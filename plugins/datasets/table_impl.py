@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusionrec.core.data import IMAGE, TEXT, InteractionData, OnError, Split
+from fusionrec.core.data import IMAGE, TEXT, Duplicates, InteractionData, OnError, Split
 from fusionrec.plugins.datasets import images as image_check
 from fusionrec.plugins.datasets import template
 from fusionrec.plugins.datasets.assemble import Collector, Items, build_interactions, build_items, finish
@@ -44,6 +44,7 @@ class TableDataset:
         min_rating: float | None = None,
         check_images: CheckImages = "header",
         on_error: OnError = "raise",
+        duplicates: Duplicates = "keep_first",
     ) -> None:
         self.items_file, self.interactions_file = Path(items), Path(interactions)
         self.split = split
@@ -54,10 +55,11 @@ class TableDataset:
         self.image = image
         self.user, self.item, self.timestamp, self.rating = user, item or item_id, timestamp, rating
         self.min_rating, self.check_images, self.on_error = min_rating, check_images, on_error
+        self.duplicates = duplicates
 
     def load(self) -> InteractionData:
         start = time.perf_counter()
-        c = Collector("table", str(self.items_file), self.on_error)
+        c = Collector("table", str(self.items_file), self.on_error, self.duplicates)
         required = {self.item_id: "item_id, the item id"}
         required |= {name: "one of text_columns" for name in self.text_columns}
         if self.image is not None:

@@ -13,15 +13,26 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+MAX_SIDE = 1024
+"""An image larger than this on both sides is downscaled while it is decoded, to no less than this on its short
+side: no image encoder reads more (timm models take 224–600 pixels), and a 10000×10000 photo would otherwise take
+300 MB to decode and gigabytes to transform."""
+
 BACKGROUND = (255, 255, 255)
 """What transparent pixels are composited onto (posters and product shots are mostly shown on white)."""
 
 
-def open_rgb(raw: object) -> Image.Image:
+def open_rgb(raw: object, max_side: int | None = MAX_SIDE) -> Image.Image:
     """Decode the image file ``raw`` (a path) fully into an RGB image.
 
     Handles grayscale, 16-bit grayscale, palette, CMYK and images with an alpha channel (composited onto white),
     and applies the EXIF orientation (photos taken sideways).
+
+    An image larger than ``max_side`` on both sides is downscaled while decoding (by a power of two, never below
+    ``max_side``): a JPEG through Pillow's ``draft`` (the decoder skips the detail, so a 10000×10000 photo
+    decodes at 1250×1250 in a fraction of the time and memory), other formats with ``reduce`` right after
+    decoding. Pillow's ``DecompressionBombWarning`` for images over its pixel limit is not printed: those images
+    are exactly the ones downscaled, and the data report says so in its own words.
 
     Raises:
         OSError: the file is missing, not an image, or truncated.
@@ -30,15 +41,33 @@ def open_rgb(raw: object) -> Image.Image:
     if not isinstance(raw, str | os.PathLike) or not str(raw):
         raise ValueError(f"expected an image file path, got {type(raw).__name__}: {raw!r}")
     try:
-        with Image.open(raw) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # downscaled below, reported by the data
+            opened = Image.open(raw)
+        with opened:
+            if max_side is not None:
+                opened.draft(opened.mode, (max_side, max_side))  # JPEG only; a no-op for other formats
             opened.load()  # decode now: a truncated file fails here, not later in a transform
             upright = ImageOps.exif_transpose(opened)  # a new image: ``opened`` is unusable once closed
             assert upright is not None
-            return _to_rgb(upright)
+            return _to_rgb(_reduce(upright, max_side))
     except Image.DecompressionBombError as exc:  # an Exception, not an OSError
         raise ValueError(f"{raw}: {exc}") from exc
     except (SyntaxError, TypeError, struct.error) as exc:  # a few Pillow decoders raise these on corrupt data
         raise OSError(f"{raw}: cannot decode the image: {exc}") from exc
+
+
+def _reduce(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` shrunk by the largest whole factor that keeps both sides at least ``max_side`` (box filter)."""
+    if max_side is None:
+        return image
+    factor = min(image.size) // max_side
+    if factor < 2:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode reduce does not support (palette, 1-bit): convert first
+        return _to_rgb(image).reduce(factor)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
