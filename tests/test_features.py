@@ -430,15 +430,14 @@ def test_features_command_without_encoders_is_a_clear_error(tmp_path: Path, caps
     assert "encoders: the pipeline has no `encoders` section" in err and "Traceback" not in err
 
 
-def test_run_computes_the_features_then_asks_for_a_user_tower(
+def test_run_refuses_a_pipeline_without_a_user_tower_before_it_starts(
     tmp_path: Path, toy_plugins: PluginInstaller, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pipeline = write_catalogue(tmp_path)
     pipeline.write_text(pipeline.read_text() + "fuser: {type: concat}\n")
-    code, out, err = run_cli(capsys, "run", str(pipeline), "--out", str(tmp_path / "run"), "-q")
-    lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
-    assert any(line.startswith("features text: encoder 'test.hash_text'") and line.endswith("runs") for line in lines)
+    code, _, err = run_cli(capsys, "run", str(pipeline), "--out", str(tmp_path / "run"), "-q")
     assert code == 2 and "user: the pipeline has no `user` section" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before anything was computed or written
 
 
 # --- the cache checks its bytes (issue 18, point 5) ---------------------------------------------------------------

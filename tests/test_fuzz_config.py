@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fusionrec.core.assembly.config import dumps_pipeline, load_pipeline, parse_pipeline
-from fusionrec.core.assembly.pipeline import plan
+from fusionrec.core.engine.stages import plan
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.registry import Registry, get_registry
 
@@ -169,7 +169,7 @@ def _check_error(error: FusionrecError, file: Path) -> None:
 def _assemble(file: Path, registry: Registry) -> None:
     spec = load_pipeline(file, registry)
     stages = plan(spec, registry)
-    assert stages and stages[-1].name == "evaluate"
+    assert stages and stages[-1].name == "report"
     again = parse_pipeline(dumps_pipeline(spec), file=file, registry=registry)
     assert again == spec, "dump → parse changed the pipeline"
     if spec.data is not None:
