@@ -1,6 +1,6 @@
 """`fusionrec serve`: every endpoint, every bad request, the image folder's fence, reloads under load, SIGHUP.
 
-One small run (the bundled quickstart data, the cheap ``bow`` encoder, 2 epochs, a FAISS Flat index and an MLP
+One small run (the bundled quickstart data, the cheap ``bow`` encoder, 2 epochs, a FAISS Flat index and a logistic
 ranker applied always) serves every test; the concurrency test runs a real uvicorn on a free loopback port.
 """
 
@@ -42,7 +42,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "user": {"type": "mean"},
             "train": {"epochs": 2, "seed": 0},
             "retriever": {"type": "faiss", "index": "Flat"},
-            "ranker": {"type": "mlp", "hidden": [16]},
+            "ranker": {"type": "logistic", "epochs": 5},
             "evaluate": {"metrics": ["recall@20"], "bootstrap": 0},
         }
     ).run(out)
@@ -70,7 +70,7 @@ def _error(response: httpx.Response, status: int) -> str:
 def test_health_ready_docs_and_page(client: TestClient, holder: ModelHolder) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["ready"] is True and ready["model"] == holder.current.version and "ranker" in ready["path"]
+    assert ready["ready"] is True and ready["model"] == holder.current.version and "Ranker" in ready["path"]
     assert "swagger" in client.get("/docs").text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/users/{user_id}/recommendations", "/v1/recommendations", "/v1/items/{item_id}/similar"} <= set(paths)
@@ -203,8 +203,8 @@ def test_metrics_count_routes_statuses_latency_and_version(client: TestClient, h
 def tampered_copy(run_dir: Path, target: Path) -> Path:
     shutil.copytree(run_dir, target)
     manifest = json.loads((target / "manifest.json").read_text())
-    name = next(n for n in sorted(manifest["artifacts"]) if "model" in n or "train" in n)
-    with (target / name).open("ab") as f:
+    assert "item_vectors.npy" in manifest["artifacts"]
+    with (target / "item_vectors.npy").open("ab") as f:
         f.write(b"tampered")
     return target
 

@@ -93,7 +93,9 @@ def create_app(holder: ModelHolder, *, admin_token: str | None = None) -> FastAP
     _add_recommendation_routes(app, holder)
     _add_item_routes(app, holder)
     _add_service_routes(app, holder, metrics, admin_token)
-    app.mount("/static", StaticFiles(directory=str(files("fusionrec.core.serve") / "static")), name="static")
+    # follow_symlink: a strict editable install links each file of the folder to the source tree
+    static = StaticFiles(directory=str(files("fusionrec.core.serve") / "static"), follow_symlink=True)
+    app.mount("/static", static, name="static")
     app.add_middleware(BodyLimit, limit=BODY_MAX)
     app.add_middleware(Timing, metrics=metrics)
     return app
