@@ -5,7 +5,8 @@ clients; each a thread with its own keep-alive httpx client) sends the three rec
 ``--seconds`` (known user, session history, similar items), and reports throughput, p50/p95/p99 and errors. Then
 the same load at 8 clients while POST /admin/reload swaps the run every 2 s (errors must be 0). The in-process
 figures are the same calls through ``Run`` (the API the server stands on), one at a time, in this process, while
-the server is idle. Stops by itself; the load average is printed with every level.
+the server is idle, first with torch's default threads, then with the server's ``--threads``. Stops by itself;
+the load average is printed with every level.
 
     python benchmarks/serve_load.py runs/quickstart --seconds 20 --out benchmarks/results/serve_load.json
 """
@@ -30,6 +31,7 @@ import httpx
 import numpy as np
 
 from fusionrec.core.api import Run
+from fusionrec.core.serve.server import set_threads
 
 TOKEN = "bench"
 CALLS = ("user", "session", "similar")
@@ -185,15 +187,22 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    import torch
+
+    default_threads = torch.get_num_threads()
+    inproc = in_process(run, work, min(args.seconds, 5.0))  # torch's default threads, as a notebook would
+    results[f"in_process_ms_threads_{default_threads}"] = {c: percentiles(v) for c, v in inproc.items()}
+    set_threads(args.threads)  # what the server runs with: the ratio compares like with like
     inproc = in_process(run, work, min(args.seconds, 5.0))
     results["in_process_ms"] = {c: percentiles(v) for c, v in inproc.items()}
+    print(f"in process, {default_threads} threads:", json.dumps(results[f"in_process_ms_threads_{default_threads}"]))
     one = results["levels"][0]["latency_ms"]
     results["http_over_in_process_p50"] = {
         c: {"ratio": round(one[c]["p50"] / results["in_process_ms"][c]["p50"], 2),
             "added_ms": round(one[c]["p50"] - results["in_process_ms"][c]["p50"], 2)}
         for c in CALLS if one[c].get("n")
     }  # fmt: skip
-    print("in process:", json.dumps(results["in_process_ms"]))
+    print(f"in process, {args.threads} thread(s):", json.dumps(results["in_process_ms"]))
     print("HTTP (1 client) over in-process, p50:", json.dumps(results["http_over_in_process_p50"]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
