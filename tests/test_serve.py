@@ -301,3 +301,16 @@ def test_serve_refuses_a_broken_run_with_one_line(
         assert lines[-1].startswith("error: ") and str(bad) in lines[-1], lines
     with pytest.raises(RunError, match=r"checksum|changed|corrupt"):
         Run.open(tmp_path / "tampered")
+
+
+def test_k_above_the_catalogue_is_refused(holder: ModelHolder) -> None:
+    """The catalogue here (300 items) is larger than K_MAX, so the HTTP cap answers first; the check behind it."""
+    from fusionrec.core.errors import FusionrecError
+    from fusionrec.core.serve.app import _check_k
+
+    n = holder.current.recommender.data.n_items
+    _check_k(holder.current, n)
+    with pytest.raises(FusionrecError, match=f"k={n + 1} is larger than the catalogue"):
+        _check_k(holder.current, n + 1)
+    with pytest.raises(FusionrecError, match="larger than the catalogue"):
+        _check_k(holder.current, n, similar=True)  # an item is not similar to itself
