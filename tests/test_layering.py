@@ -24,9 +24,10 @@ BELOW = {
     "engine": {"interfaces", "registry", "assembly", "engine"},
     "bench": {"interfaces", "registry", "assembly", "engine", "bench"},
     "api": {"interfaces", "registry", "assembly", "engine", "api"},
-    "cli": {"interfaces", "registry", "assembly", "engine", "bench", "api", "cli"},
+    "serve": {"interfaces", "registry", "assembly", "engine", "api", "serve"},
+    "cli": {"interfaces", "registry", "assembly", "engine", "bench", "api", "serve", "cli"},
 }
-CORE_FLOORS = {"assembly", "engine", "bench", "api", "cli"}
+CORE_FLOORS = {"assembly", "engine", "bench", "api", "serve", "cli"}
 
 
 def modules() -> dict[str, Path]:

@@ -99,6 +99,10 @@ def test_non_editable_install_has_no_top_level_core_plugins_registry(tmp_path: P
     assert expected and sorted(p.relative_to(shipped).as_posix() for p in shipped.rglob("*.tmpl")) == expected, (
         "the templates of `fusionrec plugins new` are missing from the install: list them in package-data"
     )
+    static = target / "fusionrec" / "core" / "serve" / "static"
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in static.glob("*")}, (
+        "the page of `fusionrec serve` (core/serve/static) is missing from the install: list it in package-data"
+    )
     (info,) = target.glob("fusionrec-*.dist-info")
     entry_points = (info / "entry_points.txt").read_text()
     assert "fusionrec = fusionrec.core.cli:main" in entry_points

@@ -491,6 +491,32 @@ def _print_recommendations(title: str, rows: list[Any]) -> None:
     out.print(table)
 
 
+@cli.command("serve")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--admin-token",
+    envvar="FUSIONREC_ADMIN_TOKEN",
+    help="Turns on POST /admin/reload for clients sending it as a Bearer token (also FUSIONREC_ADMIN_TOKEN).",
+)
+@click.option(
+    "--rerank", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help=RERANK_HELP
+)
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="torch/FAISS threads per request."
+)
+def serve_cmd(run_dir: Path, host: str, port: int, admin_token: str | None, rerank: str, threads: int) -> None:
+    """Serve a finished run over HTTP: an API (/docs), a page at /, /metrics; reload with SIGHUP or /admin/reload."""
+    from fusionrec.core.serve import run_server
+
+    registry = get_registry()
+    _warn_failed(registry)
+    err.print(f"opening {run_dir} (every artifact checked) for http://{host}:{port}/ (API: /docs)", markup=False)
+    run_server(run_dir, host=host, port=port, admin_token=admin_token or None, rerank=rerank, threads=threads,
+               registry=registry)  # fmt: skip
+
+
 @cli.command("features")
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
