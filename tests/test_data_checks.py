@@ -35,7 +35,9 @@ def test_validate_reports_a_missing_data_path_at_its_line_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text("fusionrec: 1\n\ndata:\n  type: movielens\n  path: data/ml-1m\nuser: {type: mean}\ntrain: {item_ids: true}\n")
+    pipeline.write_text(
+        "fusionrec: 1\n\ndata:\n  type: movielens\n  path: data/ml-1m\nuser: {type: mean}\ntrain: {item_ids: true}\n"
+    )
     code, _, err = run(capsys, "validate", str(pipeline))
     assert code == 2
     assert err.startswith(f"error: {pipeline}:5: data.path: {tmp_path}/data/ml-1m does not exist (nor does its folder ")

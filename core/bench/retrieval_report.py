@@ -310,30 +310,7 @@ def render_markdown(result: dict[str, Any], with_plot: bool = True) -> str:
             f"{data['queries']:,} queries; exact search of all of them (raw FAISS Flat) took "
             f"{data['exact_search_s']:.1f} s. Source: {_source(data['source'])}.",
         ]
-        if data["results"]:  # none when only Milvus indexes were asked for
-            lines += [
-                "",
-                "| index | search | build s | index MB | RSS Δ MB | recall@10 | batch 1 q/s | ×raw | "
-                f"batch {batch} q/s | ×raw | prepared ×raw (1 / {batch}) | ×Flat (batch 1 / {batch}) |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-            ]
-        for e in data["results"]:
-            if "error" in e:
-                lines.append(f"| `{e['index']}` | {e['search'] or '–'} | {e['error']} |||||||||")
-                continue
-            flat = e.get("speedup_vs_flat")
-            speedup = f"{flat['batch1']:,.1f} / {flat['batch']:,.1f}" if flat else "–"
-            prepared = (
-                f"{e['batch1_prepared']['ratio']:.3f} / {e['batch_prepared']['ratio']:.3f}"
-                if "batch1_prepared" in e
-                else "–"
-            )
-            lines.append(
-                f"| `{e['index']}` | {e['search'] or '–'} | {e['build_s']:.1f} | {_mb(e['serialized_bytes'])} | "
-                f"{_mb(e['rss_delta_bytes'])} | {e['recall_at_10']:.3f} | {_qps(e['batch1']['fusionrec_qps'])} | "
-                f"{e['batch1']['ratio']:.3f} | {_qps(e['batch']['fusionrec_qps'])} | {e['batch']['ratio']:.3f} | "
-                f"{prepared} | {speedup} |"
-            )
+        lines += _result_rows(data, batch)
         if data["exclusion"]:
             lines += [
                 "",
@@ -362,6 +339,36 @@ def render_markdown(result: dict[str, Any], with_plot: bool = True) -> str:
         lines.append("")
     lines += _target_lines(result["targets"])
     return "\n".join(lines) + "\n"
+
+
+def _result_rows(data: dict[str, Any], batch: int) -> list[str]:
+    """The FAISS rows of one data set's table (none when only Milvus indexes were asked for)."""
+    lines: list[str] = []
+    if data["results"]:
+        lines += [
+            "",
+            "| index | search | build s | index MB | RSS Δ MB | recall@10 | batch 1 q/s | ×raw | "
+            f"batch {batch} q/s | ×raw | prepared ×raw (1 / {batch}) | ×Flat (batch 1 / {batch}) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    for e in data["results"]:
+        if "error" in e:
+            lines.append(f"| `{e['index']}` | {e['search'] or '–'} | {e['error']} |||||||||")
+            continue
+        flat = e.get("speedup_vs_flat")
+        speedup = f"{flat['batch1']:,.1f} / {flat['batch']:,.1f}" if flat else "–"
+        prepared = (
+            f"{e['batch1_prepared']['ratio']:.3f} / {e['batch_prepared']['ratio']:.3f}"
+            if "batch1_prepared" in e
+            else "–"
+        )
+        lines.append(
+            f"| `{e['index']}` | {e['search'] or '–'} | {e['build_s']:.1f} | {_mb(e['serialized_bytes'])} | "
+            f"{_mb(e['rss_delta_bytes'])} | {e['recall_at_10']:.3f} | {_qps(e['batch1']['fusionrec_qps'])} | "
+            f"{e['batch1']['ratio']:.3f} | {_qps(e['batch']['fusionrec_qps'])} | {e['batch']['ratio']:.3f} | "
+            f"{prepared} | {speedup} |"
+        )
+    return lines
 
 
 def _source(source: dict[str, Any]) -> str:

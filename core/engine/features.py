@@ -425,6 +425,11 @@ def extract_modality(
             log.warning("%s: the feature store was damaged and is rebuilt: %s", label, report.store_problem)
     report.present = int(present.sum())
     report.seconds = time.perf_counter() - start
+    _log_report(label, n, report)
+    return FeatureMatrix(named.key, out, present, report)
+
+
+def _log_report(label: str, n: int, report: FeatureReport) -> None:
     log.info(
         "%s: %d items, %d present (%d encoded, %d cached), %d missing, %d unreadable, %.2f s",
         label,
@@ -436,7 +441,6 @@ def extract_modality(
         report.unreadable_count,
         report.seconds,
     )
-    return FeatureMatrix(named.key, out, present, report)
 
 
 def _cached(
