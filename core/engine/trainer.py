@@ -388,7 +388,9 @@ class Trainer:
         # the buffers are the items' cached features, the same on every rank: not synchronised at every step
         # (torch ≥ 2.12 names this forward_sync_buffers and deprecates broadcast_buffers)
         names = inspect.signature(DistributedDataParallel.__init__).parameters
-        no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
+        no_sync: dict[str, Any] = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
+        )
         self.forward = DistributedDataParallel(
             self.towers, device_ids=[self.device] if self.device.type == "cuda" else None, **no_sync
         )
