@@ -386,7 +386,7 @@ class Trainer:
         if self.ranks is None or self.forward is not self.towers:
             return
         # the buffers are the items' cached features, the same on every rank: not synchronised at every step
-        # (torch ≥ 2.12 names this forward_sync_buffers and deprecates broadcast_buffers)
+        # (newer torch names this forward_sync_buffers and deprecates broadcast_buffers)
         names = inspect.signature(DistributedDataParallel.__init__).parameters
         no_sync: dict[str, Any] = (
             {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
