@@ -95,6 +95,7 @@ def test_killing_every_rank_and_resuming_ends_like_an_uninterrupted_run(pipeline
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and launch.poll() is None:
         if log.exists() and len(log.read_text().splitlines()) >= 2:
+            time.sleep(0.25)  # into the third epoch (about half a second each here)
             os.killpg(launch.pid, signal.SIGKILL)  # torchrun and both ranks, kill -9
             break
         time.sleep(0.02)
