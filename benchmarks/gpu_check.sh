@@ -4,7 +4,9 @@
 #   2. the retriever tests (tests/test_retrievers.py: with a GPU, device auto searches on it, and the GPU test
 #      that is skipped elsewhere runs) and the benchmark's tests;
 #   3. `fusionrec bench retrieval` on SIZES × DIM synthetic vectors, once with --device cpu and once with
-#      --device cuda, same indexes (Flat and IVF: FAISS has no GPU HNSW), then a cuda-against-cpu summary.
+#      --device cuda, same indexes (Flat and IVF: FAISS has no GPU HNSW), then a cuda-against-cpu summary;
+#   and (step 1b) a distributed-training smoke test: `torchrun --nproc_per_node min(2, GPUs)` with nccl, beside a
+#   1-process run (skipped when torch sees no CUDA device).
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default: $OUT, else ./gpu-results)
 #
@@ -46,6 +48,29 @@ if [[ ! -x "$VENV/bin/python" ]]; then
         --config-settings editable_mode=strict
 fi
 PY="$VENV/bin/python"
+
+# 1b. distributed training smoke test: torchrun + DistributedDataParallel with nccl, one rank per GPU (at most 2),
+#     on the synthetic catalogue of tests/train_fixtures.py, beside a 1-process run with the same global batch
+NGPU="$("$PY" -c 'import torch, torch.distributed as d; print(torch.cuda.device_count() if d.is_nccl_available() else 0)' 2>/dev/null || echo 0)"
+if [[ "$NGPU" == "0" ]]; then
+    say "ddp: torch sees no CUDA device (or has no nccl): distributed training smoke test skipped"
+else
+    NPROC=$(( NGPU < 2 ? NGPU : 2 ))
+    DDP="$OUT_DIR/ddp"
+    rm -rf "$DDP"
+    "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from train_fixtures import write_pipeline; write_pipeline(Path(sys.argv[1]), train='{epochs: 4, batch_size: 64, lr: 0.01, patience: 10, seed: 0, device: cuda}')" "$DDP"
+    say "ddp: torchrun --nproc_per_node $NPROC (nccl) against 1 process"
+    if timeout "$STEP_TIMEOUT" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" --no-python \
+        "$VENV/bin/fusionrec" train "$DDP/pipeline.yaml" --out "$DDP/runs/ranks" -q >"$OUT_DIR/ddp.log" 2>&1 \
+        && timeout "$STEP_TIMEOUT" "$VENV/bin/fusionrec" train "$DDP/pipeline.yaml" --out "$DDP/runs/one" -q \
+        >>"$OUT_DIR/ddp.log" 2>&1; then
+        say "  $("$PY" -c "import json, sys; r = [json.load(open(f'{sys.argv[1]}/runs/{n}/metrics.json'))['valid']['metrics']['recall@20'] for n in ('ranks', 'one')]; print(f'valid recall@20: {r[0]:.4f} with $NPROC rank(s), {r[1]:.4f} in 1 process')" "$DDP")"
+    else
+        status=1
+        say "  DDP TRAINING FAILED: $(tail -n 1 "$OUT_DIR/ddp.log") (see $OUT_DIR/ddp.log)"
+    fi
+fi
+
 gpus() { "$PY" -c 'import faiss; print(faiss.get_num_gpus())' 2>/dev/null || echo 0; }
 # faiss-cpu (a core dependency) and faiss-gpu install the same `faiss` package: whichever came last wins
 if [[ "$(gpus)" == "0" ]]; then

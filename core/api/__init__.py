@@ -27,12 +27,13 @@ from rich.console import Console
 from fusionrec.core.assembly import loading
 from fusionrec.core.assembly.config import PipelineSpec, dumps_pipeline, load_pipeline, parse_pipeline
 from fusionrec.core.assembly.runnable import check_runnable
-from fusionrec.core.engine import stages
+from fusionrec.core.engine import distributed, stages
 from fusionrec.core.engine.context import Event, RunContext
 from fusionrec.core.engine.learners import Trained
 from fusionrec.core.engine.recommend import Recommendation, Recommender, write_csv
 from fusionrec.core.engine.report import metric_notes, metric_table
 from fusionrec.core.engine.rundir import CONFIG, RunDir, RunError, writer_lock
+from fusionrec.core.errors import ConfigError
 from fusionrec.registry import Registry, get_registry
 
 __all__ = ["Pipeline", "Recommendation", "Run", "metric_notes", "metric_table"]
@@ -116,12 +117,59 @@ class Pipeline:
                 ``evaluate``, ``report``).
             stop_after: stop after this many training epochs (a simulated kill, for tests).
 
+        Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this: the two-tower trains with
+        DistributedDataParallel on all ranks, and rank 0 alone writes ``out`` and runs the other stages; the other
+        ranks return a :class:`Run` with ``rank`` > 0 and nothing in it.
+
         Raises:
-            ConfigError: the pipeline cannot run (before anything is written into ``out``).
+            ConfigError: the pipeline cannot run (before anything is written into ``out``); a ``model:`` section
+                under torchrun (baselines train in one process).
             RunError: ``out`` holds another run and neither ``resume`` nor ``fresh``; another process is writing it.
         """
         self.validate()
         target = Path(out) if out is not None else Path("runs") / (self.path.stem if self.path else "pipeline")
+        world = distributed.world_size()
+        if world > 1 and self.spec.model is not None:
+            raise ConfigError.at(
+                ("model",),
+                f"model '{self.spec.model.type}' trains in one process, but WORLD_SIZE={world} (torchrun): only the "
+                "two-tower model (fuser + user sections) trains distributed. Run this pipeline without torchrun.",
+                file=self.path,
+            )
+        ranks = distributed.start(self.spec.train.device)
+        try:
+            if ranks is not None and not ranks.main:
+                ctx = RunContext(self.spec, self.registry, RunDir(target, {}), stop_after=stop_after, ranks=ranks)
+                stages.follow(ctx)  # trains beside rank 0; RunDir(target, {}) is never written
+                return Run(ctx.run, ctx, finished=True)
+            return self._run(
+                target, ranks, until=until, resume=resume, fresh=fresh, redo=redo, rerank=rerank, progress=progress,
+                console=console, on_event=on_event, sample_users=sample_users, stop_after=stop_after,
+            )  # fmt: skip
+        except BaseException as error:
+            if ranks is not None:
+                ranks.announce(train=False, error=str(error) or type(error).__name__)  # the others stop too
+            raise
+        finally:
+            if ranks is not None:
+                distributed.stop(ranks)
+
+    def _run(
+        self,
+        target: Path,
+        ranks: distributed.Ranks | None,
+        *,
+        until: str,
+        resume: bool,
+        fresh: bool,
+        redo: str | None,
+        rerank: str,
+        progress: bool,
+        console: Console | None,
+        on_event: Event | None,
+        sample_users: Sequence[str],
+        stop_after: int | None,
+    ) -> Run:
         with writer_lock(target):
             seed = self.spec.train.seed
             rundir, diff = RunDir.create(
@@ -129,7 +177,7 @@ class Pipeline:
             )
             ctx = RunContext(
                 self.spec, self.registry, rundir, progress=progress, console=console, stop_after=stop_after,
-                rerank=rerank, on_event=on_event, sample_users=tuple(sample_users),
+                rerank=rerank, on_event=on_event, sample_users=tuple(sample_users), ranks=ranks,
             )  # fmt: skip
             if diff:
                 ctx.tell("config", diff=diff)
@@ -190,6 +238,12 @@ class Run:
     @property
     def path(self) -> Path:
         return self.dir.path
+
+    @property
+    def rank(self) -> int:
+        """This process's rank under torchrun (0 in one process); a rank > 0 trained beside rank 0 and holds no
+        metrics: rank 0 wrote the run."""
+        return self._ctx.ranks.rank if self._ctx.ranks is not None else 0
 
     @property
     def spec(self) -> PipelineSpec:

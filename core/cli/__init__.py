@@ -266,12 +266,15 @@ def run(
     registry = get_registry()
     _warn_failed(registry)
     loaded = Pipeline.load(pipeline, registry).validate()
-    _print_stages(f"pipeline {pipeline}", loaded.stages())
+    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 speaks for all
+        _print_stages(f"pipeline {pipeline}", loaded.stages())
     target = out_dir if out_dir is not None else Path("runs") / pipeline.stem
     done = loaded.run(
         target, fresh=fresh, redo=redo, rerank=rerank, progress=not quiet, console=err,
         on_event=_RunPrinter(target), sample_users=sample_users,
     )  # fmt: skip
+    if done.rank:
+        return
     if not done.finished:
         out.print(f"stopped early: {target} (rerun the same command to continue)", markup=False)
 
@@ -331,6 +334,8 @@ def train_cmd(
         target, resume=resume or redo is not None, fresh=fresh, redo=redo, rerank=rerank,
         progress=not quiet and not as_json, console=err, on_event=printer,
     )  # fmt: skip
+    if done.rank:
+        return  # under torchrun, rank 0 wrote the run and prints its summary
     if as_json:
         out.print_json(json.dumps({"run": str(target), "summary": done.summary, "metrics": done.metrics}))
     elif not done.finished:

@@ -22,6 +22,7 @@ from fusionrec.core.engine.two_tower import Features, Modalities
 from fusionrec.registry import Registry
 
 if TYPE_CHECKING:
+    from fusionrec.core.engine.distributed import Ranks
     from fusionrec.core.engine.learners import Trained
     from fusionrec.core.engine.two_stage import TwoStage
 
@@ -98,6 +99,7 @@ class RunContext:
         rerank: ``auto`` (apply the ranker when its validation verdict is positive), ``always`` or ``never``.
         on_event: told what each stage found (the CLI prints it).
         sample_users: users whose recommendations the report shows (default: the first user).
+        ranks: under torchrun, this process's rank (``None`` in one process); only rank 0 touches ``run``.
     """
 
     spec: PipelineSpec
@@ -115,6 +117,7 @@ class RunContext:
     trained: Trained | None = None
     served: TwoStage | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    ranks: Ranks | None = None
 
     @property
     def pipeline(self) -> Path | None:

@@ -158,6 +158,9 @@ class TwoTowerLearner(Learner):
     artifacts = (ITEM_VECTORS, ITEM_WEIGHTS, USER_TOWER)
 
     def train(self, ctx: RunContext) -> Trained | None:
+        if ctx.ranks is not None and not ctx.ranks.main:
+            self.follow(ctx)
+            return None
         spec, prepared, run = ctx.spec, ctx.need_prepared(), ctx.run
         train_history = Histories.from_frame(prepared.split.train, prepared.n_users)
         measure = validation_scores(ctx)
@@ -168,7 +171,8 @@ class TwoTowerLearner(Learner):
             scorer = TwoTowerScorer(m.user, vectors, m.normalize, prepared.n_users)
             return measure(lambda users: scorer.score(users, train_history).cpu())
 
-        trainer = Trainer(build_two_tower(spec, prepared, ctx.registry), train_history, spec.train, run, validate)
+        model = build_two_tower(spec, prepared, ctx.registry)
+        trainer = Trainer(model, train_history, spec.train, run, validate, ranks=ctx.ranks)
         trainer.resume()
         first = trainer.state.epoch
         until = trainer.state.epoch + ctx.stop_after if ctx.stop_after is not None else None
@@ -191,6 +195,7 @@ class TwoTowerLearner(Learner):
                     state.best_epoch,
                     bars,
                     budget,
+                    ranks=ctx.ranks,
                 )
             if refitted is None:
                 run.mark("train", "interrupted", epoch=state.epoch)
@@ -207,6 +212,26 @@ class TwoTowerLearner(Learner):
             summary["refit"] = refit_summary
         trained.selection, trained.summary = selection, summary
         return trained
+
+    @staticmethod
+    def follow(ctx: RunContext) -> None:
+        """A rank other than 0 under torchrun: train (and refit) beside rank 0, which validates, decides when to stop
+        and writes everything; this rank writes nothing."""
+        spec, prepared, ranks = ctx.spec, ctx.need_prepared(), ctx.ranks
+
+        def build() -> TwoTower:
+            return build_two_tower(spec, prepared, ctx.registry)
+
+        history = Histories.from_frame(prepared.split.train, prepared.n_users)
+        trainer = Trainer(build(), history, spec.train, ctx.run, None, ranks=ranks)
+        trainer.resume()
+        first = trainer.state.epoch
+        state = trainer.fit(until=trainer.state.epoch + ctx.stop_after if ctx.stop_after is not None else None)
+        if not state.stopped or not spec.train.refit:
+            return
+        test_history = Histories.from_frame(known_interactions(prepared.split, "test"), prepared.n_users)
+        budget = ctx.stop_after - (state.epoch - first) if ctx.stop_after is not None else None
+        refitting.refit_two_tower(build, spec, test_history, ctx.run, state.best_epoch, None, budget, ranks=ranks)
 
     @staticmethod
     def _save(net: TwoTower, run: RunDir, prefix: str, n_users: int) -> Trained:

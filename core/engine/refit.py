@@ -30,6 +30,7 @@ from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.model import FitContext, Model, ScoreFn
 
 if TYPE_CHECKING:
+    from fusionrec.core.engine.distributed import Ranks
     from fusionrec.core.engine.rundir import RunDir
     from fusionrec.core.engine.two_tower import Histories, TwoTower
     from fusionrec.registry import Registry
@@ -132,6 +133,7 @@ def refit_two_tower(
     epochs: int,
     progress: Callable[[int], Progress | None] | None,
     budget: int | None,
+    ranks: Ranks | None = None,
 ) -> tuple[TwoTower, dict[str, Any]] | None:
     """Train a fresh two-tower (``build()``, seeded like the first) on ``histories`` (train + valid) for ``epochs``
     epochs, continuing the run's refit checkpoint if there is one.
@@ -139,16 +141,20 @@ def refit_two_tower(
     Args:
         budget: train at most this many epochs in this call (``None``: to the end); ``None`` is returned when the
             refit is not finished then.
+        ranks: under torchrun, this process's rank (every rank calls this; only rank 0 writes the run).
 
     Returns:
         The refitted model (on the CPU, in eval mode) and the refit's summary, or ``None`` when interrupted.
     """
-    trainer = Trainer(build(), histories, spec.train, run, None, stage=STAGE, prefix=REFIT_PREFIX, epochs=epochs)
+    trainer = Trainer(
+        build(), histories, spec.train, run, None, stage=STAGE, prefix=REFIT_PREFIX, epochs=epochs, ranks=ranks
+    )
     trainer.resume()
     until = trainer.state.epoch + budget if budget is not None else None
     state = trainer.fit(progress, until=until)
     if not state.stopped:
-        run.mark(STAGE, "interrupted", epoch=state.epoch)
+        if trainer.writes:
+            run.mark(STAGE, "interrupted", epoch=state.epoch)
         return None
     summary = {
         "epochs": state.epoch,
@@ -156,7 +162,8 @@ def refit_two_tower(
         "loss": state.log[-1]["loss"] if state.log else None,
         "seconds": round(sum(float(r.get("seconds", 0.0)) for r in state.log), 3),
     }
-    run.mark(STAGE, "done", summary=summary)
+    if trainer.writes:
+        run.mark(STAGE, "done", summary=summary)
     return trainer.model.cpu().eval(), summary
 
 

@@ -413,7 +413,11 @@ def execute(ctx: RunContext, until: str = "report", redo: str | None = None) -> 
         if not stage.applies(ctx.spec):
             continue
         stale = stale or stage.name == redo
-        if stage.restore is not None and not stale and is_done(ctx, stage):
+        reuse = stage.restore is not None and not stale and is_done(ctx, stage)
+        if stage.name == "train" and ctx.ranks is not None:
+            ctx.ranks.announce(train=not reuse)  # the other ranks wait for this word (see follow)
+        if reuse:
+            assert stage.restore is not None
             stage.restore(ctx)
             continue
         if stage.restore is not None:
@@ -427,6 +431,22 @@ def execute(ctx: RunContext, until: str = "report", redo: str | None = None) -> 
             return False
         if stage.restore is not None:
             ctx.run.mark(stage.name, "done")
+    return True
+
+
+def follow(ctx: RunContext) -> bool:
+    """A rank other than 0 under torchrun: wait for rank 0's word, then load the data and features and train
+    beside it (:meth:`~fusionrec.core.engine.learners.TwoTowerLearner.follow`); ``ctx.run`` is never touched.
+
+    Returns:
+        Whether this rank trained (false: rank 0 found the train stage done).
+    """
+    assert ctx.ranks is not None and not ctx.ranks.main
+    if not ctx.ranks.listen():
+        return False
+    run_data(ctx)
+    run_features(ctx)
+    learner_for(ctx.spec).train(ctx)
     return True
 
 

@@ -11,6 +11,12 @@ AdamW; early stopping on validation Recall@20; a checkpoint after every epoch, s
 run. Randomness is re-seeded from ``(seed, epoch)`` at the start of each epoch, so a resumed run draws the same
 batches, negatives and dropout masks as an uninterrupted one and ends with the same metrics.
 
+Under ``torchrun`` (:mod:`fusionrec.core.engine.distributed`) ``train.batch_size`` is the global batch: every rank
+draws the same order, takes its contiguous slice of each global batch and trains the towers wrapped in
+``DistributedDataParallel``; the sampled softmax all-gathers the slices' vectors, so each loss is the global
+batch's, as in one process. Rank 0 alone validates, checkpoints and writes the run, and broadcasts where training
+stands after each epoch.
+
 A :class:`Trainer` without ``validate`` trains a fixed number of epochs and keeps the last one's weights: that is
 the refit stage (``train.refit``: the selected number of epochs again, from scratch, on train + valid). Each stage
 has its own manifest entry and file names (``refit-checkpoint-<epoch>.pt``, ``refit-epochs.jsonl``), so the two
@@ -19,9 +25,9 @@ never collide and either resumes after a kill.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +35,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from fusionrec.core.assembly.config import TrainConfig
+from fusionrec.core.engine import distributed
+from fusionrec.core.engine.distributed import Ranks
 from fusionrec.core.engine.rundir import RunDir
 from fusionrec.core.engine.two_tower import Histories, TwoTower
 
@@ -70,6 +80,28 @@ class TrainState:
         }
 
 
+class Towers(nn.Module):
+    """One training step's forward pass through both towers: what DistributedDataParallel wraps.
+
+    Returns the user vectors of the batch's targets and the vectors of the items the batch needs (``needed``; all
+    items when ``None``).
+    """
+
+    def __init__(self, model: TwoTower, sequential: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.sequential = sequential
+
+    def forward(
+        self, needed: torch.Tensor | None, history: torch.Tensor, users: torch.Tensor, keep: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        item_vectors, _ = self.model.item_vectors(needed)
+        if self.sequential:
+            assert keep is not None
+            return self.model.user_sequence(item_vectors, history, users)[keep], item_vectors
+        return self.model.user_vectors(item_vectors, history, users), item_vectors
+
+
 def device_of(config: TrainConfig) -> torch.device:
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -85,6 +117,9 @@ class Trainer:
         stage: the run manifest's stage that records the checkpoint (``"train"``, ``"refit"``).
         prefix: prepended to the checkpoint, best-weights and epoch-log file names.
         epochs: the number of epochs; ``None``: ``config.epochs``.
+        ranks: under torchrun, this process's rank: each rank trains on its slice of every global batch
+            (``config.batch_size`` examples over all ranks) with DistributedDataParallel; only rank 0 validates and
+            touches ``run``, and it broadcasts the training state after every epoch, so all ranks stop together.
     """
 
     def __init__(
@@ -99,8 +134,11 @@ class Trainer:
         stage: str = "train",
         prefix: str = "",
         epochs: int | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
-        self.device = device_of(config)
+        self.ranks = ranks
+        self.writes = ranks is None or ranks.main
+        self.device = device_of(config) if ranks is None else ranks.device
         self.model = model.to(self.device)
         self.train = train
         self.config = config
@@ -119,6 +157,8 @@ class Trainer:
         self.log_q = torch.log((counts + 1.0) / (counts.sum() + n_items)).float().to(self.device)
         self.user_of = torch.repeat_interleave(torch.arange(train.n_users), train.lengths())
         self.state = TrainState()
+        self.towers = Towers(self.model, self.sequential)
+        self.forward: nn.Module = self.towers
 
     # examples -------------------------------------------------------------------------------------------------
 
@@ -143,9 +183,20 @@ class Trainer:
     # one step -------------------------------------------------------------------------------------------------
 
     def loss(self, positions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The loss of the batch of examples at ``positions`` (under torchrun: of the global batch)."""
+        return self.objective(positions, generator)[0]
+
+    def objective(self, positions: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, what to differentiate)`` of a batch; one and the same tensor in one process.
+
+        Under torchrun ``positions`` is this rank's slice of the global batch, the loss is the global batch's and
+        what is differentiated is scaled so that DistributedDataParallel's average over ranks of the gradients is
+        the global batch's gradient (:meth:`distributed_objective`).
+        """
         # in sequential mode a position is a window's exclusive end, so its user is the one of the item before it
         users = self.user_of[positions - 1 if self.sequential else positions]
         length = self.model.max_history
+        keep = None
         if self.sequential:
             history = self.train.window(users, positions - 1, length)
             targets = self.train.window(users, positions, length)
@@ -153,40 +204,91 @@ class Trainer:
         else:
             history = self.train.window(users, positions, length)
             targets = self.train.items[positions]
-        n_targets = int(keep.sum()) if self.sequential else len(targets)
+        n_targets = int(keep.sum()) if keep is not None else len(targets)
         n_items = self.model.item.n_items
         negatives = torch.randint(0, n_items, (n_targets,), generator=generator) if self.config.loss == "bpr" else None
         # only the items this batch touches go through the item tower (all of them for the full softmax)
-        needed = None
+        needed, local = None, None
         if self.config.loss != "softmax":
             parts = [history[history >= 0], targets[targets >= 0]] + ([negatives] if negatives is not None else [])
             needed = torch.unique(torch.cat(parts))
             local = torch.full((n_items,), -1, dtype=torch.long)
             local[needed] = torch.arange(len(needed))
             history = torch.where(history >= 0, local[history.clamp(min=0)], history)
-        item_vectors, _ = self.model.item_vectors(needed.to(self.device) if needed is not None else None)
-        history, users = history.to(self.device), users.to(self.device)
-        if self.sequential:
-            outputs = self.model.user_sequence(item_vectors, history, users)
-            user_vectors, targets = outputs[keep.to(self.device)], targets[keep]
-        else:
-            user_vectors = self.model.user_vectors(item_vectors, history, users)
-        targets = targets.to(self.device)
-        scale = 1.0 / self.config.temperature if (self.config.normalize or self.config.loss != "bpr") else 1.0
+        user_vectors, item_vectors = self.forward(
+            needed.to(self.device) if needed is not None else None,
+            history.to(self.device),
+            users.to(self.device),
+            keep.to(self.device) if keep is not None else None,
+        )
+        targets = (targets[keep] if keep is not None else targets).to(self.device)
+        if self.ranks is not None:
+            return self.distributed_objective(user_vectors, item_vectors, targets, local, negatives)
+        scale = self.scale()
         if self.config.loss == "softmax":
-            return F.cross_entropy(user_vectors @ item_vectors.T * scale, targets)
-        assert needed is not None
+            value = F.cross_entropy(user_vectors @ item_vectors.T * scale, targets)
+            return value, value
+        assert local is not None
         rows = local.to(self.device)[targets]
         if self.config.loss == "sampled_softmax":
             logits = user_vectors @ item_vectors[rows].T * scale - self.log_q[targets].unsqueeze(0)
             same = targets.unsqueeze(0) == targets.unsqueeze(1)
             same.fill_diagonal_(False)  # another copy of the target is not a negative
             logits = logits.masked_fill(same, float("-inf"))
-            return F.cross_entropy(logits, torch.arange(len(targets), device=self.device))
+            value = F.cross_entropy(logits, torch.arange(len(targets), device=self.device))
+            return value, value
         assert negatives is not None
         positive = (user_vectors * item_vectors[rows]).sum(-1)
         negative = (user_vectors * item_vectors[local.to(self.device)[negatives.to(self.device)]]).sum(-1)
-        return -F.logsigmoid((positive - negative) * scale).mean()
+        value = -F.logsigmoid((positive - negative) * scale).mean()
+        return value, value
+
+    def scale(self) -> float:
+        return 1.0 / self.config.temperature if (self.config.normalize or self.config.loss != "bpr") else 1.0
+
+    def distributed_objective(
+        self,
+        user_vectors: torch.Tensor,
+        item_vectors: torch.Tensor,
+        targets: torch.Tensor,
+        local: torch.Tensor | None,
+        negatives: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of the global batch from this rank's slice, and what this rank differentiates.
+
+        ``sampled_softmax``: the user vectors, target-item vectors and target ids of every rank are all-gathered,
+        so every rank computes the loss of the whole global batch, each row against every target of the global
+        batch (the same in-batch negatives and logQ correction as one process); this rank's own rows carry its
+        gradient. ``softmax`` and ``bpr`` are per-row losses (full-catalogue logits, one negative): each rank sums
+        its rows, divided by the global number of rows. Either way the result is multiplied by the number of ranks,
+        since DistributedDataParallel averages the ranks' gradients.
+        """
+        assert self.ranks is not None
+        world, scale = self.ranks.world, self.scale()
+        if self.config.loss == "sampled_softmax":
+            assert local is not None
+            vectors = item_vectors[local.to(self.device)[targets]]
+            users_all = distributed.gather_rows(user_vectors, self.ranks)
+            items_all = distributed.gather_rows(vectors, self.ranks)
+            targets_all = distributed.gather_rows(targets, self.ranks)
+            logits = users_all @ items_all.T * scale - self.log_q[targets_all].unsqueeze(0)
+            same = targets_all.unsqueeze(0) == targets_all.unsqueeze(1)
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+            value = F.cross_entropy(logits, torch.arange(len(targets_all), device=self.device))
+            return value, value * world
+        if self.config.loss == "softmax":
+            rows = F.cross_entropy(user_vectors @ item_vectors.T * scale, targets, reduction="none")
+        else:
+            assert local is not None and negatives is not None
+            to_local = local.to(self.device)
+            positive = (user_vectors * item_vectors[to_local[targets]]).sum(-1)
+            negative = (user_vectors * item_vectors[to_local[negatives.to(self.device)]]).sum(-1)
+            rows = -F.logsigmoid((positive - negative) * scale)
+        total, count = distributed.all_sum([float(rows.detach().sum()), float(rows.shape[0])], self.ranks)
+        count = max(count, 1.0)
+        differentiated = rows.sum() * (world / count)
+        return torch.tensor(total / count), differentiated
 
     # epochs ---------------------------------------------------------------------------------------------------
 
@@ -196,16 +298,27 @@ class Trainer:
         The manifest names the checkpoint (``checkpoint-<epoch>.pt``) and is updated only after that file is
         complete, so after a kill at any moment it names an intact checkpoint, whose checksum is verified here.
         """
-        name = self.run.stage(self.stage).get("checkpoint")
-        if not name:
+        blob = self.load_checkpoint() if self.writes else None
+        if self.ranks is not None:
+            # rank 0 alone reads the run; the others get the checkpoint from it
+            blob = self.ranks.broadcast(blob)
+        if blob is None:
             return False
-        blob = torch.load(self.run.file(name), map_location=self.device, weights_only=True)
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.state = TrainState(**json.loads(blob["state"]))
-        # the per-epoch log may be ahead of the checkpoint (killed after writing it): rewrite it from the state
-        self.run.write_text(self.prefix + EPOCHS, "".join(json.dumps(r) + "\n" for r in self.state.log))
+        if self.writes:
+            # the per-epoch log may be ahead of the checkpoint (killed after writing it): rewrite it from the state
+            self.run.write_text(self.prefix + EPOCHS, "".join(json.dumps(r) + "\n" for r in self.state.log))
         return True
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint the run's manifest names (``None`` when there is none)."""
+        name = self.run.stage(self.stage).get("checkpoint")
+        if not name:
+            return None
+        blob: dict[str, Any] = torch.load(self.run.file(name), map_location=self.device, weights_only=True)
+        return blob
 
     def fit(self, progress: Callable[[int], Progress | None] | None = None, until: int | None = None) -> TrainState:
         """Train until ``epochs`` or early stopping; the best epoch's weights end in the model (the last epoch's
@@ -220,37 +333,67 @@ class Trainer:
         if len(examples) == 0:
             raise ValueError("no training examples: every user has fewer than two training interactions")
         last = self.epochs if until is None else min(until, self.epochs)
+        self.wrap()
         while self.state.epoch < last and not self.state.stopped:
             epoch = self.state.epoch + 1
             started = time.perf_counter()
             seed = self.config.seed * 1_000_003 + epoch
-            torch.manual_seed(seed)  # dropout masks
             generator = torch.Generator().manual_seed(seed)
+            # every rank draws the same order; its own dropout masks and negatives
+            draws = generator if self.ranks is None else torch.Generator().manual_seed(seed * 7919 + self.ranks.rank)
+            torch.manual_seed(seed if self.ranks is None else seed * 7919 + self.ranks.rank)  # dropout masks
             order = examples[torch.randperm(len(examples), generator=generator)]
-            size = self.batch_size()
-            steps = math.ceil(len(order) / size)
-            report = progress(epoch) if progress is not None else None
+            bounds = self.batches(len(order))
+            report = progress(epoch) if progress is not None and self.writes else None
             self.model.train()
             total = 0.0
-            for step in range(steps):
-                loss = self.loss(order[step * size : (step + 1) * size], generator)
+            for step, (begin, end) in enumerate(bounds):
+                positions = order[begin:end]
+                if self.ranks is not None:
+                    positions = distributed.my_slice(positions, self.ranks)
+                loss, differentiated = self.objective(positions, draws)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
+                differentiated.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()
                 total += float(loss.detach())
                 if report is not None:
-                    report(step + 1, steps, total / (step + 1))
+                    report(step + 1, len(bounds), total / (step + 1))
             train_seconds = time.perf_counter() - started
             self.model.eval()
-            record: dict[str, Any] = {"epoch": epoch, "loss": round(total / steps, 6)}
-            if self.validate is not None:
-                record["valid"] = self.validate(self.model)
-            record["train_seconds"] = round(train_seconds, 3)
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            self.end_epoch(record)
-        if self.state.stopped and self.validate is not None:
+            if self.writes:
+                record: dict[str, Any] = {"epoch": epoch, "loss": round(total / len(bounds), 6)}
+                if self.validate is not None:
+                    record["valid"] = self.validate(self.model)
+                record["train_seconds"] = round(train_seconds, 3)
+                record["seconds"] = round(time.perf_counter() - started, 3)
+                self.end_epoch(record)
+            if self.ranks is not None:
+                # rank 0 validated and decided: every rank continues or stops with it
+                self.state = TrainState(**self.ranks.broadcast(self.state.to_dict()))
+        if self.state.stopped and self.validate is not None and self.writes:
             self.model.load_state_dict(self.best_weights())
         return self.state
+
+    def batches(self, count: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` of each batch of an epoch's ``count`` examples (global batches under torchrun)."""
+        size = self.batch_size()
+        if self.ranks is not None:
+            return distributed.split_batches(count, size, self.ranks.world)
+        return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+    def wrap(self) -> None:
+        """Under torchrun, put the towers in DistributedDataParallel (once, after :meth:`resume`)."""
+        if self.ranks is None or self.forward is not self.towers:
+            return
+        # the buffers are the items' cached features, the same on every rank: not synchronised at every step
+        # (newer torch names this forward_sync_buffers and deprecates broadcast_buffers)
+        names = inspect.signature(DistributedDataParallel.__init__).parameters
+        no_sync: dict[str, Any] = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
+        )
+        self.forward = DistributedDataParallel(
+            self.towers, device_ids=[self.device] if self.device.type == "cuda" else None, **no_sync
+        )
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         state = self.state
