@@ -219,7 +219,7 @@ class Run:
         for stage in stages.STAGES:
             if stage.restore is None or not stage.applies(spec):
                 continue
-            why = stages.not_done_because(ctx, stage)
+            why = stages.not_done_because(ctx, stage, inputs=False)
             if why is not None:
                 pipeline = rundir.manifest.get("pipeline") or "PIPELINE.yaml"
                 raise RunError(

@@ -391,12 +391,17 @@ def is_done(ctx: RunContext, stage: Stage) -> bool:
     return not_done_because(ctx, stage) is None
 
 
-def not_done_because(ctx: RunContext, stage: Stage) -> str | None:
-    """Why ``stage`` is not done (``None``: it is): its status, other inputs, or which artifact fails its checksum."""
+def not_done_because(ctx: RunContext, stage: Stage, *, inputs: bool = True) -> str | None:
+    """Why ``stage`` is not done (``None``: it is): its status, other inputs, or which artifact fails its checksum.
+
+    Args:
+        inputs: also compare the stage's inputs with those it ran with. A reader of a finished run (``Run.open``)
+            skips this: the run's ``config.yaml`` is itself checksummed, so the run is what it says it is.
+    """
     entry = ctx.run.stage(stage.name)
     if entry.get("status") != "done":
         return f"its status is {entry.get('status', 'not started')!r}"
-    if entry.get("fingerprint") != fingerprint(ctx, stage):
+    if inputs and entry.get("fingerprint") != fingerprint(ctx, stage):
         return "it was made from other settings than the run's config.yaml"
     broken = [
         problem for name in stage.artifacts(ctx.spec) if not ctx.run.intact(name) for problem in ctx.run.problems(name)
