@@ -16,6 +16,19 @@ class AttentionParams(Params):
     temperature: float | None = Field(
         None, gt=0, description="Divides the scores before the softmax; null means sqrt(dim)."
     )
+    normalize: bool = Field(
+        False,
+        description=(
+            "LayerNorm each projected modality vector before scoring and fusing, so no modality wins the softmax "
+            "by the size of its projection (false: the seed's formula as it is)."
+        ),
+    )
+    modality_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="While training, drop each present modality of an item with this probability (one always kept).",
+    )
 
 
 @hookimpl
