@@ -18,10 +18,7 @@ class AttentionParams(Params):
     )
     normalize: bool = Field(
         False,
-        description=(
-            "LayerNorm each projected modality vector before scoring and fusing, so no modality wins the softmax "
-            "by the size of its projection (false: the seed's formula as it is)."
-        ),
+        description="LayerNorm each modality's projection before scoring and fusing (false: the seed's formula).",
     )
     modality_dropout: float = Field(
         0.0,
