@@ -305,7 +305,8 @@ def candidate_features(
     ranks = torch.arange(1, items.shape[1] + 1, dtype=torch.float32).unsqueeze(0).expand_as(items)[valid]
     columns = [ranks]
     for vectors, present in source.modalities.values():
-        columns.append(_similarity(torch.as_tensor(vectors), torch.as_tensor(present), recent, rows, picked))
+        matrix = torch.tensor(np.asarray(vectors), dtype=torch.float32)  # a copy: cached arrays are read-only
+        columns.append(_similarity(matrix, torch.tensor(np.asarray(present), dtype=torch.bool), recent, rows, picked))
     days_since = (stats.now - stats.last_seen[index].float()) / SECONDS_PER_DAY
     columns += [
         torch.log1p(stats.popularity[picked]),
