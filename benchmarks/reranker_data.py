@@ -39,6 +39,14 @@ RANKERS = {
     "mlp (pointwise)": ("mlp", {"hidden": [64]}),
     "mlp (pairwise)": ("mlp", {"hidden": [64], "objective": "pairwise"}),
     "logistic (pairwise)": ("logistic", {"objective": "pairwise"}),
+    "lightgbm (lambdarank, no vectors, 50 rounds, 15 leaves, 50/leaf)": (
+        "lightgbm",
+        {"vectors": False, "num_boost_round": 50, "num_leaves": 15, "min_data_in_leaf": 50},
+    ),
+    "lightgbm (binary, no vectors, 50 rounds, 15 leaves, 50/leaf)": (
+        "lightgbm",
+        {"objective": "binary", "vectors": False, "num_boost_round": 50, "num_leaves": 15, "min_data_in_leaf": 50},
+    ),
 }
 
 
@@ -56,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--holdout", type=int, default=1, help="train interactions held out per user as labels")
+    parser.add_argument("--only", default="", help="run only the rankers whose label contains this text")
     args = parser.parse_args()
     registry = get_registry()
     recommender = open_run(args.run, registry)
@@ -71,7 +81,7 @@ def main() -> None:
         n_users=loaded.data.n_users,
         item_tags=item_tags_from(loaded.data.items),
     )
-    settings = RankerDataSettings(candidates=args.candidates)
+    settings = RankerDataSettings(holdout=args.holdout, candidates=args.candidates)
     train_set = build_training_set(split, source, settings)
     users = np.unique(split.valid["user"].to_numpy(np.int64))
     histories = Histories.from_frame(split.train, loaded.data.n_users)
@@ -85,6 +95,8 @@ def main() -> None:
     ] = True
     rows = {"retrieval only": (*ndcg_recall(items, truth), 0.0)}
     for label, (name, params) in RANKERS.items():
+        if args.only not in label:
+            continue
         ranker = registry.create("ranker", name, **params)
         start = time.perf_counter()
         ranker.fit(train_set.features, train_set.labels)

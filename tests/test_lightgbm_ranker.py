@@ -32,7 +32,7 @@ def signal_in_extra(n: int, seed: int) -> tuple[RankingFeatures, torch.Tensor]:
     return features, (features.extra[:, 0] > 1.0).float()
 
 
-@pytest.mark.parametrize("params", [{"objective": "binary"}, {"vectors": False, **SMALL}], ids=["binary", "no-vectors"])
+@pytest.mark.parametrize("params", [{"objective": "binary"}, {"vectors": True, **SMALL}], ids=["binary", "vectors"])
 def test_variants_meet_the_contract(params: dict[str, object]) -> None:
     check_component("ranker", "lightgbm", params=params)
 

@@ -20,17 +20,17 @@ class LightGBMParams(Params):
             "one list when there are none); binary: pointwise log-loss."
         ),
     )
-    num_boost_round: int = Field(200, ge=1, description="Boosting rounds (trees).")
+    num_boost_round: int = Field(50, ge=1, description="Boosting rounds (trees).")
     learning_rate: float = Field(0.05, gt=0, description="Shrinkage of each tree.")
-    num_leaves: int = Field(31, ge=2, description="Maximum leaves per tree.")
-    min_data_in_leaf: int = Field(20, ge=1, description="Minimum training pairs in a leaf.")
+    num_leaves: int = Field(15, ge=2, description="Maximum leaves per tree.")
+    min_data_in_leaf: int = Field(50, ge=1, description="Minimum training pairs in a leaf.")
     feature_fraction: float = Field(1.0, gt=0, le=1, description="Share of the features each tree may use.")
     lambda_l2: float = Field(1.0, ge=0, description="L2 regularisation of the leaf values.")
     vectors: bool = Field(
-        True,
+        False,
         description=(
-            "Include the raw user and item vector columns (and user ⊙ item); false keeps user · item, the modality "
-            "weights, the retrieval score and the extra features only (fewer, stronger columns)."
+            "Also feed the raw user and item vector columns and user ⊙ item; false keeps user · item, the modality "
+            "weights, the retrieval score and the extra features (fewer, stronger columns)."
         ),
     )
     num_threads: int = Field(1, ge=1, description="Threads LightGBM trains and predicts with (fixed: deterministic).")

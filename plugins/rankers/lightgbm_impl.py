@@ -2,9 +2,11 @@
 
 The design matrix of each pair is ``[user, item, user ⊙ item, user · item, modality weights, retrieval score,
 extra]`` (the product and inner product only when user and item vectors have the same size; the raw vectors and
-product only with ``vectors: true``). Trees need no standardisation, so columns go in as they are. Pairs with a
-``-inf`` retrieval score are padding: fitting skips them and scoring gives them 0. ``lambdarank`` learns within
-each group (:attr:`RankingFeatures.groups`, one per user list); without groups every pair is in one list.
+product only with ``vectors: true``). The defaults (no raw vectors, 50 trees of 15 leaves, 50 pairs a leaf) won
+on the quickstart data's validation (benchmarks/reranker_data.py). Trees need no standardisation, so columns go in
+as they are. Pairs with a ``-inf`` retrieval score are padding: fitting skips them and scoring gives them 0.
+``lambdarank`` learns within each group (:attr:`RankingFeatures.groups`, one per user list); without groups
+every pair is in one list.
 
 Scores are ``σ(margin)``: LightGBM's probability for ``binary``, an order-preserving squash of the ranking margin
 for ``lambdarank``. Training is deterministic: ``deterministic=True``, ``force_col_wise=True``, a fixed
@@ -75,13 +77,13 @@ class LightGBMRanker(Ranker):
     def __init__(
         self,
         objective: Literal["lambdarank", "binary"] = "lambdarank",
-        num_boost_round: int = 200,
+        num_boost_round: int = 50,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_data_in_leaf: int = 20,
+        num_leaves: int = 15,
+        min_data_in_leaf: int = 50,
         feature_fraction: float = 1.0,
         lambda_l2: float = 1.0,
-        vectors: bool = True,
+        vectors: bool = False,
         num_threads: int = 1,
         seed: int = 0,
     ) -> None:
