@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fusionrec.plugins.fusers.mean",
     "fusionrec.plugins.rankers.logistic",
     "fusionrec.plugins.rankers.mlp",
+    "fusionrec.plugins.rankers.lightgbm",
     "fusionrec.plugins.datasets.movielens",
     "fusionrec.plugins.datasets.table",
     "fusionrec.plugins.splits.per_user",

@@ -7,7 +7,9 @@ after fitting on 2,000 pairs, :meth:`score` gives finite ``(n,)`` float scores w
 above 0.9; a pair's score does not depend on the other pairs scored with it; fitting leaves its inputs unchanged;
 two builds fitted on the same data give equal scores (seeded); labels of the wrong length, labels outside {0, 1},
 and features of other sizes at score time raise; save → load gives the same scores, and loading a folder with
-nothing saved raises.
+nothing saved raises. The same problem with extra feature columns (:attr:`RankingFeatures.extra`, two noise
+columns) and query groups (:attr:`RankingFeatures.groups`, lists of 20 pairs) must fit and score just as well
+(AUC above 0.9, batch-independent scores, save → load), whether the ranker uses them or ignores them.
 """
 
 from __future__ import annotations
@@ -35,9 +37,19 @@ MIN_AUC = 0.9
 
 
 def synthetic_pairs(
-    n: int, seed: int, user_dim: int = DIM, item_dim: int = DIM, modalities: int = MODALITIES
+    n: int,
+    seed: int,
+    user_dim: int = DIM,
+    item_dim: int = DIM,
+    modalities: int = MODALITIES,
+    extra: int = 0,
+    group_size: int | None = None,
 ) -> tuple[RankingFeatures, torch.Tensor]:
-    """``n`` seeded pairs and their labels: relevant when ``user · item > 0`` (item_dim == user_dim), else random."""
+    """``n`` seeded pairs and their labels: relevant when ``user · item > 0`` (item_dim == user_dim), else random.
+
+    With ``extra > 0`` the features carry that many noise columns named ``noise_0``, …; with ``group_size`` their
+    groups are consecutive lists of that many pairs (query ids ``0, 0, …, 1, 1, …``).
+    """
     import torch
 
     from fusionrec.core.ranking import RankingFeatures
@@ -51,7 +63,10 @@ def synthetic_pairs(
         labels = ((user * item).sum(dim=1) > 0).to(torch.float32)
     else:
         labels = (torch.rand(n, generator=gen) > 0.5).to(torch.float32)
-    return RankingFeatures(user, item, weights, score), labels
+    columns = torch.randn(n, extra, generator=gen) * 5.0 + 1.0 if extra else None
+    groups = torch.arange(n) // group_size if group_size else None
+    names = tuple(f"noise_{i}" for i in range(extra))
+    return RankingFeatures(user, item, weights, score, extra=columns, extra_names=names, groups=groups), labels
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -74,14 +89,6 @@ def _raises(call: Callable[[], Any], errors: tuple[type[BaseException], ...], la
         return
     names = " or ".join(e.__name__ for e in errors)
     raise AssertionError(f"{label}: {what} was accepted (expected a {names})")
-
-
-def _subset(features: RankingFeatures, rows: slice) -> RankingFeatures:
-    from fusionrec.core.ranking import RankingFeatures
-
-    return RankingFeatures(
-        features.user[rows], features.item[rows], features.modality_weights[rows], features.retrieval_score[rows]
-    )
 
 
 def ranker_contract(registry: Registry, spec: ComponentSpec, context: Mapping[str, Any]) -> Any:
@@ -115,9 +122,9 @@ def ranker_contract(registry: Registry, spec: ComponentSpec, context: Mapping[st
     area = auc(scores, test_labels)
     assert area > MIN_AUC, f"{label}: AUC {area:.3f} on a separable problem (need > {MIN_AUC})"
 
-    part = ranker.score(_subset(test, slice(0, 7)))
+    part = ranker.score(test.select(slice(0, 7)))
     assert torch.allclose(part, scores[:7], atol=1e-5), f"{label}: a pair's score depends on the rest of the batch"
-    empty = ranker.score(_subset(test, slice(0, 0)))
+    empty = ranker.score(test.select(slice(0, 0)))
     assert tuple(empty.shape) == (0,), f"{label}: scoring no pairs gave shape {tuple(empty.shape)}, expected (0,)"
 
     again = build()
@@ -151,4 +158,35 @@ def ranker_contract(registry: Registry, spec: ComponentSpec, context: Mapping[st
             label,
             "load() of a folder with nothing saved",
         )
+    _extra_and_groups(build, label)
     return ranker
+
+
+def _extra_and_groups(build: Callable[[], Ranker], label: str) -> None:
+    """Fit and score features with extra columns and query groups; a ranker may use them or ignore them."""
+    import torch
+
+    train, labels = synthetic_pairs(TRAIN, seed=0, extra=2, group_size=20)
+    test, test_labels = synthetic_pairs(TEST, seed=1, extra=2, group_size=20)
+    assert train.extra is not None and train.groups is not None
+    before = [t.clone() for t in (train.extra, train.groups)]
+    ranker = build()
+    ranker.fit(train, labels)
+    assert torch.equal(before[0], train.extra) and torch.equal(before[1], train.groups), (
+        f"{label}: fit() modified the extra features or the groups"
+    )
+    scores = ranker.score(test)
+    assert scores.shape == (TEST,), f"{label}: with extra features, score() gave shape {tuple(scores.shape)}"
+    assert torch.isfinite(scores).all(), f"{label}: with extra features, scores contain NaN or inf"
+    area = auc(scores, test_labels)
+    assert area > MIN_AUC, f"{label}: AUC {area:.3f} with extra features and groups (need > {MIN_AUC})"
+    part = ranker.score(test.select(slice(3, 10)))
+    assert torch.allclose(part, scores[3:10], atol=1e-5), (
+        f"{label}: with groups, a pair's score depends on the rest of the batch"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ranker.save(Path(tmp) / "saved")
+        loaded = type(ranker).load(Path(tmp) / "saved")
+        assert torch.allclose(loaded.score(test), scores, atol=1e-6), (
+            f"{label}: with extra features, scores differ after save → load"
+        )

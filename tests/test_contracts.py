@@ -38,8 +38,9 @@ def test_contracts_exist_for_kinds_whose_interface_is_settled() -> None:
         ("cross_attention", {"dim": 8, "heads": 2, "dropout": 0.3}),
         ("gated", {"dim": 8, "hidden": 4, "dropout": 0.3}),
         ("low_rank", {"dim": 8, "rank": 1}),
+        ("attention", {"dim": 8, "normalize": True, "modality_dropout": 0.3}),
     ],
-    ids=["cross-attention-dropout", "gated-dropout", "low-rank-rank-1"],
+    ids=["cross-attention-dropout", "gated-dropout", "low-rank-rank-1", "attention-normalize-modality-dropout"],
 )
 def test_fuser_variants_meet_the_contract(name: str, params: dict[str, object]) -> None:
     check_component("fuser", name, params=params)

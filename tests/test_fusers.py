@@ -47,6 +47,40 @@ def test_attention_temperature_flattens_the_weights() -> None:
     assert spread_sharp > 0.3
 
 
+def test_attention_normalize_scores_and_fuses_layer_normed_projections() -> None:
+    fuser = build("attention", {"image": 6, "text": 4}, dim=8, normalize=True)
+    image, text = torch.randn(5, 6) * 100.0, torch.randn(5, 4) * 0.01  # wildly different scales
+    out = fuser({"image": image, "text": text})
+    norm = torch.nn.functional.layer_norm
+    h_img, h_txt = norm(fuser.proj[0](image), (8,)), norm(fuser.proj[1](text), (8,))
+    e_img = (fuser.query(h_img) * fuser.key(h_txt)).sum(-1) / math.sqrt(8)
+    e_txt = (fuser.query(h_txt) * fuser.key(h_img)).sum(-1) / math.sqrt(8)
+    expected = torch.softmax(torch.stack([e_img, e_txt], dim=1), dim=1)
+    torch.testing.assert_close(out.weights, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.fused, expected[:, :1] * h_img + expected[:, 1:] * h_txt, atol=1e-5, rtol=1e-5)
+    plain = build("attention", {"image": 6, "text": 4}, dim=8)  # same seed, same weights: the seed formula
+    assert not torch.allclose(plain({"image": image, "text": text}).weights, out.weights)
+
+
+def test_attention_modality_dropout_only_while_training_and_keeps_one() -> None:
+    fuser = build("attention", {"image": 6, "text": 4}, dim=8, modality_dropout=0.5)
+    features = {"image": torch.randn(400, 6), "text": torch.randn(400, 4)}
+    evaluated = fuser(features).weights
+    assert bool((evaluated > 0).all())  # eval mode: nothing dropped
+    fuser.train()
+    torch.manual_seed(1)
+    weights = fuser(features).weights
+    one_left = (weights == 1.0).any(dim=1)
+    assert 0.3 < float(one_left.float().mean()) < 0.7  # P(exactly one dropped) = 0.5
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(400))  # never both dropped
+    mask = {"image": torch.zeros(400, dtype=torch.bool), "text": torch.ones(400, dtype=torch.bool)}
+    assert torch.equal(fuser(features, mask).weights[:, 1], torch.ones(400))  # a sole modality is never dropped
+    from fusionrec.plugins.fusers.attention_impl import AttentionFuser
+
+    with pytest.raises(ValueError, match=r"modality_dropout must be in \[0, 1\)"):
+        AttentionFuser({"a": 2}, modality_dropout=1.0)
+
+
 def test_attention_learns_to_prefer_the_informative_modality() -> None:
     # The target depends on the image only; trained end to end, attention should shift weight onto the image.
     torch.manual_seed(0)

@@ -218,7 +218,7 @@ def test_save_writes_a_state_dict_and_a_description(name: str, tmp_path: Path) -
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["ranker.json", "ranker.pt"]  # no temporary left
     meta = json.loads((tmp_path / "r" / "ranker.json").read_text())
     assert meta["type"] == name and meta["format"] == 1
-    assert meta["layout"] == {"user_dim": 8, "item_dim": 8, "n_modalities": 3, "product": True}
+    assert meta["layout"] == {"user_dim": 8, "item_dim": 8, "n_modalities": 3, "product": True, "extra_names": []}
     assert build(name, **meta["params"]).params() == ranker.params()  # the recorded params rebuild it
     state = torch.load(tmp_path / "r" / "ranker.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -336,3 +336,85 @@ def test_the_contract_catches_broken_rankers(name: str, message: str, fusionrec_
     registry = fusionrec_registry(("sloppy", SloppyPlugin()))
     with pytest.raises(AssertionError, match=message):
         check_component("ranker", name, registry=registry)
+
+
+def signal_in_extra(n: int, seed: int, group_size: int = 20) -> tuple[RankingFeatures, torch.Tensor]:
+    """Pairs whose label is carried by one extra column only (user and item vectors are noise)."""
+    features, _ = synthetic_pairs(n, seed=seed, extra=2, group_size=group_size)
+    assert features.extra is not None
+    labels = (features.extra[:, 1] > 1.0).float()
+    user = torch.randn(n, 8, generator=torch.Generator().manual_seed(seed + 100))
+    return RankingFeatures(
+        user, features.item, features.modality_weights, features.retrieval_score, features.extra,
+        features.extra_names, features.groups,
+    ), labels  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("objective", ["pointwise", "pairwise"])
+def test_extra_columns_are_used_and_standardised(name: str, objective: str) -> None:
+    features, labels = signal_in_extra(1000, seed=0)
+    ranker = build(name, epochs=30, objective=objective)
+    ranker.fit(features, labels)
+    assert ranker.layout is not None and ranker.layout.extra_names == ("noise_0", "noise_1")
+    assert ranker.layout.width == 8 + 8 + 8 + 3 + 1 + 2
+    assert features.extra is not None
+    torch.testing.assert_close(ranker.extra_mean, features.extra.mean(dim=0))
+    test, test_labels = signal_in_extra(500, seed=1)
+    assert auc(ranker.score(test), test_labels) > 0.9
+
+
+def test_extra_columns_must_match_those_fitted_on() -> None:
+    features, labels = signal_in_extra(200, seed=0)
+    ranker = build("logistic", epochs=2)
+    ranker.fit(features, labels)
+    plain, _ = synthetic_pairs(10, seed=1)
+    with pytest.raises(DataError, match=r"fitted on extra features \['noise_0', 'noise_1'\] but got \[\]"):
+        ranker.score(plain)
+    renamed = RankingFeatures(*parts(features), extra=features.extra, extra_names=("a", "b"))
+    with pytest.raises(DataError, match=r"but got \['a', 'b'\]"):
+        ranker.score(renamed)
+    unnamed = RankingFeatures(*parts(features), extra=features.extra, extra_names=("a",))
+    with pytest.raises(DataError, match="extra_names names 1 columns but extra has 2"):
+        ranker.score(unnamed)
+    float_groups = RankingFeatures(*parts(features), groups=torch.zeros(200))
+    with pytest.raises(DataError, match="groups must hold integer query ids"):
+        build("logistic").fit(float_groups, labels)
+
+
+def test_pairwise_negatives_come_from_the_positives_group() -> None:
+    from fusionrec.plugins.rankers.classifier_impl import sample_pairs
+
+    labels = torch.tensor([1, 0, 0, 1, 0, 1, 1, 0, 0], dtype=torch.float32)
+    groups = torch.tensor([5, 5, 5, 2, 2, 9, 7, 7, 5])  # group 9 has no negative: its positive is skipped
+    positives, negatives = sample_pairs(labels, groups, torch.Generator().manual_seed(0))
+    assert sorted(positives.tolist()) == [0, 3, 6]
+    assert all(groups[p] == groups[q] and labels[q] == 0 for p, q in zip(positives, negatives, strict=True))
+    drawn = set()
+    for seed in range(30):
+        p, q = sample_pairs(labels, groups, torch.Generator().manual_seed(seed))
+        drawn |= {int(b) for a, b in zip(p, q, strict=True) if int(a) == 0}
+    assert drawn == {1, 2, 8}  # every negative of group 5 is drawn
+
+
+def test_pairwise_needs_a_group_with_both_labels() -> None:
+    features, _ = synthetic_pairs(40, seed=0, group_size=2)
+    one_label_per_group = torch.tensor([1.0, 1.0] * 10 + [0.0, 0.0] * 10)
+    with pytest.raises(DataError, match="pairwise objective needs a group holding both"):
+        build("logistic", objective="pairwise", epochs=1).fit(features, one_label_per_group)
+
+
+def test_pairwise_variant_meets_the_contract() -> None:
+    check_component("ranker", "mlp", params={"objective": "pairwise", "epochs": 20})
+
+
+def test_a_ranker_saved_before_extra_features_existed_still_loads(tmp_path: Path) -> None:
+    ranker, features, _ = fitted("logistic")
+    ranker.save(tmp_path / "r")
+    meta = json.loads((tmp_path / "r" / "ranker.json").read_text())
+    del meta["layout"]["extra_names"], meta["params"]["objective"]
+    (tmp_path / "r" / "ranker.json").write_text(json.dumps(meta))
+    state = torch.load(tmp_path / "r" / "ranker.pt", weights_only=True)
+    del state["extra_stats"]
+    torch.save(state, tmp_path / "r" / "ranker.pt")
+    assert torch.equal(LogisticRanker.load(tmp_path / "r").score(features), ranker.score(features))

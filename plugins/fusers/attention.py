@@ -16,6 +16,16 @@ class AttentionParams(Params):
     temperature: float | None = Field(
         None, gt=0, description="Divides the scores before the softmax; null means sqrt(dim)."
     )
+    normalize: bool = Field(
+        False,
+        description="LayerNorm each modality's projection before scoring and fusing (false: the seed's formula).",
+    )
+    modality_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="While training, drop each present modality of an item with this probability (one always kept).",
+    )
 
 
 @hookimpl
