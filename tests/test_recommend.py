@@ -28,6 +28,9 @@ def test_run_writes_metrics_report_and_chart(run_dir: Path) -> None:
     assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (run_dir / "report.md").read_text()
     assert "## Metrics" in report and "recall@20" in report and "User u1:" in report and "Reranking" in report
+    # the per-item modality-weight histogram (issue 16): a collapse onto one modality shows here
+    assert "## Modality weights" in report and "text mean 1.000" in report
+    assert (run_dir / "weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["rerank"]["verdict"].startswith(("reranking helped:", "reranking did not help:"))
     assert "did" in metrics["rerank"]["verdict"] or "helped" in metrics["rerank"]["verdict"]

@@ -12,9 +12,11 @@ from typing import Any
 
 from fusionrec.core.engine.recommend import Recommendation
 from fusionrec.core.engine.rundir import CONFIG, RunDir
+from fusionrec.core.engine.weights_plot import modality_weight_histogram, weight_summary
 
 REPORT = "report.md"
 CHART = "report.png"
+WEIGHTS_CHART = "weights.png"
 
 
 def chart(metrics: dict[str, Any]) -> bytes:
@@ -76,13 +78,7 @@ def markdown(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recom
         lines += [notes.pop(0) + ".", ""]
     if "rerank" in metrics:
         lines += ["## Reranking", "", notes.pop(0) + ".", "", metrics["rerank"]["protocol"] + ".", ""]
-    weights_file = run.path / "item_weights.npy"
-    if weights_file.exists() and summary.get("modalities"):
-        import numpy as np
-
-        mean = np.load(weights_file).mean(axis=0)
-        shares = ", ".join(f"{m} {w:.3f}" for m, w in zip(summary["modalities"], mean.tolist(), strict=False))
-        lines += ["## Modality weights", "", f"Mean per-item weight of each modality: {shares}.", ""]
+    lines += _weight_lines(run, summary.get("modalities") or [])
     lines += ["## Training", ""]
     lines.append(
         f"Stopped: {summary.get('stopped', '-')}; best epoch {summary.get('best_epoch', '-')}; "
@@ -157,8 +153,36 @@ def _cell(part: dict[str, Any], name: str) -> str:
     return f"{value:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
+def _weight_lines(run: RunDir, modalities: list[str]) -> list[str]:
+    """The report's modality-weight section: each modality's mean weight, how many items it barely touches (a
+    collapse shows here), and the histogram (``weights.png``)."""
+    if not modalities or not (run.path / WEIGHTS_CHART).exists():
+        return []
+    import numpy as np
+
+    summary = weight_summary(np.load(run.path / "item_weights.npy"), modalities)
+    shares = ", ".join(
+        f"{m} mean {s['mean']:.3f} ({s['below_0.01']:.0%} of items below 0.01)" for m, s in summary.items()
+    )
+    return [
+        "## Modality weights",
+        "",
+        f"Per-item weight of each modality: {shares}.",
+        "",
+        f"![modality weights]({WEIGHTS_CHART})",
+        "",
+    ]
+
+
 def write_report(run: RunDir, metrics: dict[str, Any], samples: dict[str, list[Recommendation]]) -> None:
-    """Write ``report.md`` and its chart into the run directory (both recorded in the manifest)."""
+    """Write ``report.md``, its chart and the modality-weight histogram into the run directory (all recorded in
+    the manifest)."""
     image = chart(metrics)
     run.write(CHART, lambda handle: handle.write(image))
+    modalities = run.stage("train").get("summary", {}).get("modalities") or []
+    if modalities and (run.path / "item_weights.npy").exists():
+        import numpy as np
+
+        modality_weight_histogram(np.load(run.path / "item_weights.npy"), modalities, run.path / WEIGHTS_CHART)
+        run.record(WEIGHTS_CHART)
     run.write_text(REPORT, markdown(run, metrics, samples))
