@@ -244,9 +244,10 @@ def finish(
     text_fields: tuple[str, ...],
     c: Collector,
 ) -> InteractionData:
-    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted."""
+    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted by user and
+    timestamp, equal timestamps in file order (``interactions`` holds the kept rows in file order)."""
     user_ids, user_index = np.unique(interactions.users, return_inverse=True)
-    order = np.lexsort((interactions.items, interactions.timestamps, user_index))
+    order = np.lexsort((np.arange(len(user_index)), interactions.timestamps, user_index))
     frame = pd.DataFrame(
         {
             "user": user_index[order].astype(np.int64),
