@@ -26,11 +26,12 @@ TIE_BREAKS = ("file_order", "item_id")
 
 def _ordered(data: InteractionData, tie_break: str = "item_id") -> pd.DataFrame:
     """The interactions sorted by user and timestamp, equal timestamps by ``tie_break``: ``file_order`` (the row's
-    position in :attr:`InteractionData.interactions`, which keeps the data file's order) or ``item_id``."""
+    index label, its position in :attr:`InteractionData.interactions`, which keeps the data file's order, so the
+    result does not depend on the order the rows are given in) or ``item_id``."""
     frame = data.interactions
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
-    last = np.arange(len(frame)) if tie_break == "file_order" else frame["item"].to_numpy()
+    last = frame.index.to_numpy() if tie_break == "file_order" else frame["item"].to_numpy()
     order = np.lexsort((last, frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
     return frame.iloc[order]
 
