@@ -194,8 +194,10 @@ class InteractionData:
             ``image`` (the image path as a ``str``, or ``None`` when the item has no usable image). Items without
             interactions are kept: they are part of the catalogue.
         interactions: columns ``user``, ``item`` (internal ids, int64), ``timestamp`` (int64 seconds since the
-            Unix epoch) and ``rating`` (float64, NaN when the data has none), sorted by user, timestamp and item,
-            with a default ``RangeIndex``. Every row is a positive (implicit feedback).
+            Unix epoch) and ``rating`` (float64, NaN when the data has none), sorted by user and timestamp, with a
+            default ``RangeIndex``. Equal timestamps of a user keep the data file's order (a basket's order is
+            signal), so the row position is the tie-break the splits and histories use. Every row is a positive
+            (implicit feedback).
         user_ids: original id of each internal user id (users are exactly those with an interaction).
         item_ids: original id of each internal item id.
         text_fields: the ``items`` columns the ``text`` column is made from.

@@ -92,9 +92,9 @@ def check_interaction_data(data: InteractionData, label: str = "dataset") -> Non
         assert frame["user"].between(0, data.n_users - 1).all(), f"{label}: a user id is out of range"
         assert frame["item"].between(0, data.n_items - 1).all(), f"{label}: an item id is out of range"
         assert frame["user"].nunique() == data.n_users, f"{label}: every user must have an interaction"
-        order = frame[["user", "timestamp", "item"]]
-        assert order.equals(order.sort_values(["user", "timestamp", "item"]).reset_index(drop=True)), (
-            f"{label}: interactions must be sorted by user, timestamp and item"
+        order = frame[["user", "timestamp"]]
+        assert order.equals(order.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)), (
+            f"{label}: interactions must be sorted by user and timestamp (equal timestamps in the file's order)"
         )
     report = data.report
     assert isinstance(report, DataReport), f"{label}: report must be a DataReport"

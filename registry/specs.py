@@ -127,6 +127,8 @@ class SpecBuilder:
 
 
 def _describe(value: object) -> str:
+    if isinstance(value, Mapping) and "tune" in value:
+        return "a search range, which `fusionrec tune FILE` searches (docs/tuning.md); a pipeline to run needs a value"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):

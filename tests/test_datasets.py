@@ -64,11 +64,11 @@ def test_movielens_loads_ids_text_and_images(tmp_path: Path) -> None:
     assert images.examples["unreadable"][0].endswith("5.jpg: truncated JPEG (no end-of-image marker)")
     assert images.examples["missing"][0].endswith("7.jpg")
     assert issue(data, "empty tag")["kind"] == "filter"
-    # interactions: sorted by user, timestamp, item; ratings kept; every rating a positive
+    # interactions: sorted by user and timestamp, equal timestamps in file order; ratings kept; all positives
     first = data.interactions[data.interactions.user == 0]
-    assert data.item_ids[first.item].tolist() == [7, 3, 5, 1, 2, 7]
+    assert data.item_ids[first.item].tolist() == [7, 5, 3, 2, 1, 7]
     assert first.timestamp.tolist() == [50, 100, 100, 200, 200, 300]
-    assert data.interactions.rating.tolist()[:3] == [5.0, 3.5, 4.0]
+    assert data.interactions.rating.tolist()[:3] == [5.0, 4.0, 3.5]
 
 
 def test_movielens_text_template_and_max_tags(tmp_path: Path) -> None:

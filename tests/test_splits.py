@@ -55,9 +55,9 @@ def generated(tmp_path: Path, sizes: list[int], n_items: int = 80) -> Interactio
 
 
 def test_temporal_matches_the_hand_computed_split(small: InteractionData) -> None:
-    result = split(small, "temporal")
+    result = split(small, "temporal", tie_break="item_id")
     # user 10, sorted by (timestamp, movieId): 7@50, 3@100, 5@100, 1@200, 2@200, 7@300 → n=6, 1 test, 1 valid;
-    # the tie at 200 is broken by movie id, so movie 2 is later than movie 1
+    # with tie_break: item_id the tie at 200 is broken by movie id, so movie 2 is later than movie 1
     # user 20: 1@10, 2@20, 3@30, 5@40, 7@50 → n=5, 1 test, 1 valid; user 30: n=2 < 5, train only
     assert pairs(small, result.test) == [(10, 7, 300), (20, 7, 50)]
     assert pairs(small, result.valid) == [(10, 2, 200), (20, 5, 40)]
@@ -68,6 +68,35 @@ def test_temporal_matches_the_hand_computed_split(small: InteractionData) -> Non
     ]  # fmt: skip
     assert result.candidate_items is None
     assert result.info == {"users": 3, "users_evaluated": 2, "users_train_only": 1, "min_interactions": 5}
+
+
+def test_equal_timestamps_keep_file_order_through_the_split_and_the_history(tmp_path: Path) -> None:
+    """A basket bought the same day (one timestamp) stays in the order the file lists it, not by item id."""
+    from fusionrec.core.engine.two_tower import Histories
+
+    # one user, 8 interactions: two same-day baskets listed in descending item-id order, rows shuffled across users
+    rows = [("u1", 50, 1), ("u2", 11, 1), ("u1", 40, 1), ("u1", 30, 1), ("u2", 12, 2), ("u1", 20, 2),
+            ("u1", 60, 2), ("u2", 13, 3), ("u1", 10, 2), ("u2", 14, 4), ("u1", 70, 3), ("u1", 5, 3)]  # fmt: skip
+    pd.DataFrame({"item_id": range(100)}).to_csv(tmp_path / "items.csv", index=False)
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(tmp_path / "events.csv", index=False)
+    data = (
+        get_registry()
+        .create("dataset", "table", items=str(tmp_path / "items.csv"), interactions=str(tmp_path / "events.csv"))
+        .load()
+    )
+    u1 = data.interactions[data.interactions.user == 0]
+    in_file = [50, 40, 30, 20, 60, 10, 70, 5]
+    assert data.item_ids[u1.item].tolist() == in_file  # the data model keeps the file order within a timestamp
+    # temporal, n=8: 1 test, 1 valid, the end of the day-3 basket as the file lists it: [70, 5]
+    result = split(data, "temporal", valid=0.125, test=0.125)
+    assert pairs(data, result.test)[0][:2] == ("u1", 5) and pairs(data, result.valid)[0][:2] == ("u1", 70)
+    by_item = split(data, "temporal", valid=0.125, test=0.125, tie_break="item_id")
+    assert pairs(data, by_item.test)[0][:2] == ("u1", 70) and pairs(data, by_item.valid)[0][:2] == ("u1", 5)
+    # the history of the training part, read by the user tower, is in file order too (even from a shuffled frame)
+    train = result.train.sample(frac=1.0, random_state=0)
+    history = Histories.from_frame(train, data.n_users)
+    first = history.items[history.offsets[0] : history.offsets[1]].tolist()
+    assert data.item_ids[first].tolist() == in_file[:-2]
 
 
 SIZES = [4, 5, 9, 10, 19, 20, 29, 30, 70]
@@ -137,6 +166,8 @@ def test_random_is_seeded_and_keeps_the_temporal_proportions(tmp_path: Path) -> 
 def test_leave_last_out(small: InteractionData) -> None:
     result = split(small, "leave_last_out")
     assert pairs(small, result.test) == [(10, 7, 300), (20, 7, 50)]
+    assert pairs(small, result.valid) == [(10, 1, 200), (20, 5, 40)]  # the file lists 2@200, then 1@200
+    result = split(small, "leave_last_out", tie_break="item_id")
     assert pairs(small, result.valid) == [(10, 2, 200), (20, 5, 40)]
     assert (result.train.user == 2).sum() == 2  # user 30 has 2 < 3 interactions
     result = split(small, "leave_last_out", valid=False, min_interactions=2)

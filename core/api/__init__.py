@@ -8,6 +8,7 @@
     run = pipeline.run("runs/quickstart")          # every stage; a finished stage is not redone
     run.metrics["test"]["metrics"]["recall@20"]    # the served path's test metrics
     run.recommend(["1"], k=10)                     # the same two-stage path evaluation measured
+    run.recommend_as_of("test", ["1"], k=20)       # the very list evaluation scored for user 1's test items
     run.recommend_history(["1", "50"], k=5)        # a session's history, for a user the run does not know
     run.similar("1", k=5)
     Run.open("runs/quickstart").evaluate()         # metrics, after checking every artifact
@@ -33,7 +34,7 @@ from fusionrec.core.engine.learners import Trained
 from fusionrec.core.engine.recommend import Recommendation, Recommender, write_csv
 from fusionrec.core.engine.report import metric_notes, metric_table
 from fusionrec.core.engine.rundir import CONFIG, RunDir, RunError, writer_lock
-from fusionrec.core.errors import ConfigError
+from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.registry import Registry, get_registry
 
 __all__ = ["Pipeline", "Recommendation", "Run", "metric_notes", "metric_table"]
@@ -114,7 +115,8 @@ class Pipeline:
             redo: force this stage and every one after it.
             rerank: ``auto`` (apply the ranker when its validation verdict is positive), ``always``, ``never``.
             on_event: told what each stage found (``config``, ``data``, ``features``, ``train``, ``rerank``,
-                ``evaluate``, ``report``).
+                ``evaluate``, ``report``), and ``epoch`` after each two-tower training epoch (``record``: its loss
+                and validation metrics, as in ``epochs.jsonl``).
             stop_after: stop after this many training epochs (a simulated kill, for tests).
 
         Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this: the two-tower trains with
@@ -309,9 +311,38 @@ class Run:
         """An item's metadata (title, text, image file, per-modality weights)."""
         return self.recommender.item(item_id)
 
-    def write_recommendations(self, user_ids: Sequence[Any], k: int, target: str | Path) -> None:
-        """``userId,itemId,rank`` for these users into a CSV file, atomically."""
-        write_csv(self.recommender, [str(u) for u in user_ids], k, Path(target))
+    def recommend_as_of(
+        self, part: str, user_ids: Sequence[Any], k: int = 10, exact: bool = False
+    ) -> list[list[Recommendation]]:
+        """The lists evaluation scored for ``part`` (``valid`` or ``test``): histories cut where that part starts
+        (train for valid, train + valid for test), the same items excluded and, for the cold-item split, the same
+        candidates, through the served path (``exact``: with an exact search, the ``exact`` row of the metrics).
+        Scored against the split's ``test.csv`` (``fusionrec data split``) they give ``metrics.json``'s numbers.
+
+        Raises:
+            FusionrecError: ``part`` is not valid or test, or an unknown user id.
+        """
+        if part not in stages.PARTS:
+            raise FusionrecError(f"as of {part!r}: give 'valid' or 'test' (the part whose lists evaluation scored)")
+        ctx = self._ctx
+        stage = stages.evaluated_path(ctx, part, exact)  # type: ignore[arg-type]
+        return self.recommender.recommend_as_of(ctx.need_split(), part, user_ids, k, stage)  # type: ignore[arg-type]
+
+    def write_recommendations(
+        self, user_ids: Sequence[Any], k: int, target: str | Path, *, as_of: str | None = None, exact: bool = False
+    ) -> None:
+        """``userId,itemId,rank`` for these users into a CSV file, atomically: what :meth:`recommend` gives, or with
+        ``as_of``, what :meth:`recommend_as_of` gives (the lists evaluation scored)."""
+        if as_of is None and exact:
+            raise FusionrecError("exact search applies to the lists evaluation scored: give as_of='test' or 'valid'")
+        recommend = None
+        if as_of is not None:
+            part = as_of
+
+            def recommend(users: list[str], k: int) -> list[list[Recommendation]]:
+                return self.recommend_as_of(part, users, k, exact)
+
+        write_csv(self.recommender, [str(u) for u in user_ids], k, Path(target), recommend=recommend)
 
     @property
     def path_description(self) -> str:

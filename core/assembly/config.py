@@ -216,6 +216,23 @@ def parse_pipeline(
     return replace(spec, lines=dict(lines))
 
 
+def read_pipeline_yaml(path: str | Path) -> tuple[Any, dict[KeyPath, int]]:
+    """A pipeline file's plain YAML data (not validated) and the line of every key path, for tools that rewrite
+    the file before :func:`parse_pipeline` sees it (``fusionrec tune`` replaces search ranges by values).
+
+    Raises:
+        ConfigError: the file is missing, not UTF-8, not valid YAML, or has duplicate keys.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.at((), f"cannot read the pipeline file: {exc.strerror or exc}.", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.at((), f"not a UTF-8 text file ({exc.reason}).", file=path) from exc
+    return _parse_yaml(text, path)
+
+
 def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:
     """Plain data (every default filled in) that :func:`parse_pipeline` turns back into an equal spec."""
     out: dict[str, Any] = {"fusionrec": spec.version}
@@ -438,4 +455,5 @@ __all__ = [
     "load_pipeline",
     "parse_metric",
     "parse_pipeline",
+    "read_pipeline_yaml",
 ]

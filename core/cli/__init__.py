@@ -342,6 +342,61 @@ def train_cmd(
         out.print(f"stopped early: {target} (continue with --resume)", markup=False)
 
 
+@cli.command("tune")
+@click.argument("pipeline", type=click.Path(path_type=Path))
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials the study holds when done (total).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Study folder (default runs/tune-<name>).")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Start no new trial after this many seconds.")
+@click.option(
+    "--metric", default="ndcg@20", show_default=True, help="Validation metric to maximise (recall@20 or ndcg@20 prune)."
+)
+@click.option("--default-space", is_flag=True, help="Search the default ranges (docs/tuning.md) if the file has none.")
+@click.option(
+    "--rerank", type=click.Choice(["auto", "always", "never"]), default="never", show_default=True, help=RERANK_HELP
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
+def tune_cmd(
+    pipeline: Path,
+    trials: int,
+    out_dir: Path | None,
+    timeout: float | None,
+    metric: str,
+    default_space: bool,
+    rerank: str,
+    seed: int,
+) -> None:
+    """Search PIPELINE's ranges (`lr: {tune: log_uniform, low: 1e-4, high: 1e-2}`) with Optuna, on validation only.
+
+    Each trial trains the pipeline into OUT/trials/NNNN; trials are pruned on the per-epoch validation metric. The
+    study is stored in OUT/study.db: run the command again (with a larger --trials) to continue it. Writes
+    OUT/best.yaml (the best trial's pipeline, ready to run), OUT/trials.csv, OUT/trials.md and OUT/trials.png.
+    """
+    from fusionrec.core.api.tune import tune
+
+    registry = get_registry()
+    _warn_failed(registry)
+    target = out_dir if out_dir is not None else Path("runs") / f"tune-{pipeline.stem}"
+
+    def tell(row: dict[str, Any]) -> None:
+        value = row.get(f"valid {metric}")
+        shown = f"{value:.4f}" if isinstance(value, float) else "-"
+        out.print(f"trial {row['trial']}: {row['state'].lower()}, valid {metric} {shown} {row['note']}", markup=False)
+
+    result = tune(
+        pipeline, target, trials=trials, metric=metric, timeout=timeout, default_space=default_space,
+        rerank=rerank, seed=seed, registry=registry, on_trial=tell,
+    )  # fmt: skip
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
+    out.print(f"study {target}: {sum(result.counts.values())} trials ({counts})", markup=False)
+    if result.best is None:
+        out.print("no trial completed: no best.yaml (see trials.md)", markup=False)
+        return
+    out.print(f"best: trial {result.best['trial']}, valid {metric} {result.best['value']:.4f}", markup=False)
+    for name, value in result.best["params"].items():
+        out.print(f"  {name}: {value!r}", markup=False)
+    out.print(f"wrote {result.best_yaml}, {target / 'trials.csv'}, {target / 'trials.md'}, {target / 'trials.png'}")
+
+
 class _RunPrinter:
     """Prints what each stage of a run found, as the API reports it (``on_event``)."""
 
@@ -428,6 +483,13 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     type=click.Path(path_type=Path),
     help="Write userId,itemId,rank (original ids, seen items excluded) to this CSV file instead of printing.",
 )
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.Choice(["valid", "test"]),
+    help="The lists evaluation scored for this part: history and exclusions up to it (train; train + valid).",
+)
+@click.option("--exact", is_flag=True, help="With --as-of: exact search instead of the retriever (the exact row).")
 def recommend_cmd(
     run_dir: Path,
     user_ids: tuple[str, ...],
@@ -438,12 +500,23 @@ def recommend_cmd(
     rerank: str,
     as_json: bool,
     out_file: Path | None,
+    as_of: str | None,
+    exact: bool,
 ) -> None:
-    """Recommend items from a trained run: retrieve, rerank, explain (scores and per-modality weights)."""
+    """Recommend items from a trained run: retrieve, rerank, explain (scores and per-modality weights).
+
+    Without --as-of a user's history is every interaction in the data, and all of it is excluded. With
+    --as-of test (or valid) the lists are the ones evaluation scored: score them against the split's test.csv
+    (`fusionrec data split`) to re-check metrics.json (docs/evaluation.md).
+    """
     from fusionrec.core.api import Run
 
     if not user_ids and not all_users and similar is None and history is None:
         raise click.UsageError("give --user ID (repeatable), --users all, --similar ITEM_ID or --history IDS")
+    if (as_of is not None or exact) and (similar is not None or history is not None):
+        raise click.UsageError("--as-of and --exact apply to users' lists, not to --similar or --history")
+    if exact and as_of is None:
+        raise click.UsageError("--exact needs --as-of test (or valid): it re-creates the exact row of the metrics")
     registry = get_registry()
     _warn_failed(registry)
     opened = Run.open(run_dir, registry, rerank=rerank)
@@ -465,10 +538,11 @@ def recommend_cmd(
         return
     users = [str(u) for u in opened.recommender.data.user_ids] if all_users else list(user_ids)
     if out_file is not None:
-        opened.write_recommendations(users, k, out_file)
-        out.print(f"wrote {len(users):,} users × up to {k} items to {out_file}", markup=False)
+        opened.write_recommendations(users, k, out_file, as_of=as_of, exact=exact)
+        cut = f" as of {as_of}{' (exact search)' if exact else ''}" if as_of else ""
+        out.print(f"wrote {len(users):,} users × up to {k} items{cut} to {out_file}", markup=False)
         return
-    results = opened.recommend(users, k)
+    results = opened.recommend_as_of(as_of, users, k, exact) if as_of else opened.recommend(users, k)
     if as_json:
         payload = [{"user_id": u, "items": [r.to_dict() for r in rows]} for u, rows in zip(users, results, strict=True)]
         out.print_json(json.dumps(payload))

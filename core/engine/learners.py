@@ -171,8 +171,15 @@ class TwoTowerLearner(Learner):
             scorer = TwoTowerScorer(m.user, vectors, m.normalize, prepared.n_users)
             return measure(lambda users: scorer.score(users, train_history).cpu())
 
-        model = build_two_tower(spec, prepared, ctx.registry)
-        trainer = Trainer(model, train_history, spec.train, run, validate, ranks=ctx.ranks)
+        trainer = Trainer(
+            build_two_tower(spec, prepared, ctx.registry),
+            train_history,
+            spec.train,
+            run,
+            validate,
+            ranks=ctx.ranks,
+            epoch_done=lambda record: ctx.tell("epoch", record=record),  # `fusionrec tune` prunes on it
+        )
         trainer.resume()
         first = trainer.state.epoch
         until = trainer.state.epoch + ctx.stop_after if ctx.stop_after is not None else None

@@ -9,14 +9,15 @@ the item's vector is made of. :func:`fusionrec.core.api.Run.open` builds one fro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fusionrec.core.data import IMAGE, TEXT, InteractionData
+from fusionrec.core.data import IMAGE, TEXT, InteractionData, SplitData
+from fusionrec.core.engine.evaluation import Part, blocked_items, known_interactions
 from fusionrec.core.engine.two_stage import Ranked, Seen, TwoStage
 from fusionrec.core.engine.two_tower import Histories
 from fusionrec.core.errors import FusionrecError
@@ -112,6 +113,26 @@ class Recommender:
         lists = self.stage.lists(queries, seen, k, users=users, histories=self.data.interactions)
         return [self._rows(ranked) for ranked in lists]
 
+    def recommend_as_of(
+        self, split: SplitData, part: Part, user_ids: Sequence[Any], k: int, stage: TwoStage | None = None
+    ) -> list[list[Recommendation]]:
+        """The lists evaluation scored for ``part``: each user's history is what was known before it (train for
+        ``valid``, train + valid for ``test``), those items excluded, only the split's candidates for ``part``
+        ranked (the cold-item split's), through ``stage`` (default: the served path).
+
+        Users may be any of the data's; evaluation scores those with interactions in ``part``.
+        """
+        k = self.check_k(k)
+        stage = stage if stage is not None else self.stage
+        users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
+        known = known_interactions(split, part)
+        blocked, _ = blocked_items(split, part, self.data.n_items)
+        q = stage.as_of(
+            users, Histories.from_frame(known, self.data.n_users), known,
+            np.flatnonzero(blocked) if blocked is not None else None,
+        )  # fmt: skip
+        return [self._rows(ranked) for ranked in stage.lists(q.queries, q.seen, k, users=q.users, histories=q.history)]
+
     def recommend_history(
         self, item_ids: Sequence[Any], k: int = 10, exclude: Sequence[Any] = ()
     ) -> list[Recommendation]:
@@ -197,8 +218,16 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def write_csv(recommender: Recommender, users: Sequence[str], k: int, target: Path, batch: int = 256) -> None:
-    """``userId,itemId,rank`` for every user in ``users`` (original ids, seen items excluded), written atomically."""
+def write_csv(
+    recommender: Recommender,
+    users: Sequence[str],
+    k: int,
+    target: Path,
+    batch: int = 256,
+    recommend: Callable[[list[str], int], list[list[Recommendation]]] | None = None,
+) -> None:
+    """``userId,itemId,rank`` for every user in ``users`` (original ids, seen items excluded), written atomically;
+    ``recommend(users, k)`` makes the lists (default: :meth:`Recommender.recommend`)."""
     import csv
     import io
 
@@ -209,6 +238,6 @@ def write_csv(recommender: Recommender, users: Sequence[str], k: int, target: Pa
     writer.writerow(["userId", "itemId", "rank"])
     for start in range(0, len(users), batch):
         chunk = list(users[start : start + batch])
-        for user, rows in zip(chunk, recommender.recommend(chunk, k), strict=True):
+        for user, rows in zip(chunk, (recommend or recommender.recommend)(chunk, k), strict=True):
             writer.writerows([user, _plain(r.item_id), r.rank] for r in rows)
     atomic_write_text(target, buffer.getvalue())

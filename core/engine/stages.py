@@ -209,11 +209,7 @@ def run_evaluate(ctx: RunContext) -> None:
     results: dict[str, Any] = {}
     refit = trained.summary.get("refit")
     for part in PARTS:
-        if part == "valid" and trained.selection is not None:
-            # with train.refit, validation is scored by the train-only model validation chose (the refit saw valid)
-            results[part] = _measure(ctx, _two_stage(ctx, trained=trained.selection), part, None)
-        else:
-            results[part] = _measure(ctx, served, part, None)
+        results[part] = _measure(ctx, evaluated_path(ctx, part), part, None)
     if refit is not None:
         for name, protocol in _refit_protocols(ctx, refit).items():
             results[name]["protocol"] = {**results[name]["protocol"], **protocol}
@@ -230,6 +226,17 @@ def run_evaluate(ctx: RunContext) -> None:
     ctx.run.mark("evaluate", "done", rerank=ctx.rerank)
     ctx.metrics = results
     ctx.tell("evaluate", metrics=results)
+
+
+def evaluated_path(ctx: RunContext, part: evaluation.Part, exact: bool = False) -> TwoStage:
+    """The path whose lists evaluation scores for ``part`` (``exact``: with an exact search): the served one, but
+    with ``train.refit``, validation is scored by the train-only model validation chose (the refit saw valid)."""
+    trained = _trained(ctx)
+    if part == "valid" and trained.selection is not None:
+        path = _two_stage(ctx, trained=trained.selection)
+    else:
+        path = served_path(ctx)
+    return path.exact() if exact else path
 
 
 def restore_evaluate(ctx: RunContext) -> None:

@@ -97,6 +97,15 @@ def masked_top_k(scores: torch.Tensor, seen: Seen, k: int) -> tuple[torch.Tensor
     return values, items
 
 
+class Query(NamedTuple):
+    """The arguments of :meth:`TwoStage.run` for users at a cutoff (:meth:`TwoStage.as_of`)."""
+
+    queries: torch.Tensor | None
+    seen: Seen
+    users: npt.NDArray[np.int64]
+    history: Histories | pd.DataFrame
+
+
 class Candidates(NamedTuple):
     """Each query's retrieved items, best first: ``items`` ``(B, N)`` (-1 pads), ``scores`` ``(B, N)`` (-inf pads)."""
 
@@ -276,6 +285,22 @@ class TwoStage:
             out.append(Ranked(final.items[row, keep].tolist(), ranker or retrieval, retrieval, ranker))
         return out
 
+    def as_of(
+        self,
+        users: npt.NDArray[np.int64],
+        histories: Histories,
+        known: pd.DataFrame,
+        blocked: npt.NDArray[np.int64] | None = None,
+    ) -> Query:
+        """What :meth:`run` takes for ``users`` at a cutoff, as evaluation builds it: the queries read from
+        ``histories``, ``known`` excluded as seen, ``blocked`` excluded for every user. :meth:`score_fn` and
+        ``fusionrec recommend --as-of`` both call it, so they get the same lists."""
+        seen = Seen.of_frame(known, users)
+        if blocked is not None:
+            seen = seen.plus(blocked, len(users))
+        queries = self.query_vectors(users, histories) if self.scorer is not None else None
+        return Query(queries, seen, users, known if self.model is not None else histories)
+
     def score_fn(
         self, histories: Histories, known: pd.DataFrame, blocked: npt.NDArray[np.int64] | None = None
     ) -> ScoreFn:
@@ -287,14 +312,10 @@ class TwoStage:
             known: the interactions excluded as seen (the same ones evaluation masks).
             blocked: items that are not candidates at all in this protocol (the cold-item split's warm items).
         """
-        model_history: Histories | pd.DataFrame = known if self.model is not None else histories
 
         def score(users: npt.NDArray[np.int64]) -> torch.Tensor:
-            seen = Seen.of_frame(known, users)
-            if blocked is not None:
-                seen = seen.plus(blocked, len(users))
-            queries = self.query_vectors(users, histories) if self.scorer is not None else None
-            final, _, _ = self.run(queries, seen, self.candidates, users=users, histories=model_history)
+            q = self.as_of(users, histories, known, blocked)
+            final, _, _ = self.run(q.queries, q.seen, self.candidates, users=q.users, histories=q.history)
             out = torch.full((len(users), self.n_items), float("-inf"))
             n = final.items.shape[1]
             position = torch.arange(n, 0, -1, dtype=torch.float32).expand_as(final.items)

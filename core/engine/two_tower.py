@@ -40,7 +40,9 @@ class Histories:
     """Every user's interactions in chronological order, as one flat array with per-user offsets.
 
     Attributes:
-        items: ``(n,)`` item ids sorted by (user, timestamp, item).
+        items: ``(n,)`` item ids sorted by user and timestamp; equal timestamps keep the data's order (the frame's
+            index labels, positions in :attr:`~fusionrec.core.data.InteractionData.interactions`, which keep the
+            data file's order).
         offsets: ``(n_users + 1,)``: user ``u``'s items are ``items[offsets[u]:offsets[u + 1]]``.
     """
 
@@ -49,7 +51,7 @@ class Histories:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, n_users: int) -> Histories:
-        ordered = frame.sort_values(["user", "timestamp", "item"], kind="stable")
+        ordered = frame.sort_index(kind="stable").sort_values(["user", "timestamp"], kind="stable")
         users = ordered["user"].to_numpy(np.int64)
         counts = np.bincount(users, minlength=n_users)
         offsets = np.zeros(n_users + 1, dtype=np.int64)

@@ -288,7 +288,8 @@ def finish(
     text_fields: tuple[str, ...],
     c: Collector,
 ) -> InteractionData:
-    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted.
+    """Assemble :class:`InteractionData`: users numbered in order of original id, interactions sorted by user and
+    timestamp, equal timestamps in file order (``interactions`` holds the kept rows in file order).
 
     Raises:
         DataError: no interaction is left once the faults are dropped and the filters applied.
@@ -300,7 +301,7 @@ def finish(
             file=c.report.source,
         )
     user_ids, user_index = np.unique(interactions.users, return_inverse=True)
-    order = np.lexsort((interactions.items, interactions.timestamps, user_index))
+    order = np.lexsort((np.arange(len(user_index)), interactions.timestamps, user_index))
     frame = pd.DataFrame(
         {
             "user": user_index[order].astype(np.int64),

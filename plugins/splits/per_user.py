@@ -6,6 +6,8 @@ train only. The rules, exactly, are in docs/configuration.md and in each factory
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from fusionrec.core.params import Params
@@ -26,8 +28,16 @@ class _Shares(Params):
         return self
 
 
+TIE_BREAK_HELP = (
+    "Order of a user's interactions with equal timestamps (e.g. a basket bought the same day): file_order keeps the "
+    "order of the data file (as RecBole does); item_id sorts them by item id (fusionrec's order before issue 17)."
+)
+
+
 class TemporalParams(_Shares):
     """Per user, chronological: the last interactions to test, the ones before them to validation."""
+
+    tie_break: Literal["file_order", "item_id"] = Field("file_order", description=TIE_BREAK_HELP)
 
 
 class RandomParams(_Shares):
@@ -43,6 +53,7 @@ class LeaveLastOutParams(Params):
     min_interactions: int = Field(
         3, ge=2, description="Users with fewer interactions than this stay in train only (not evaluated)."
     )
+    tie_break: Literal["file_order", "item_id"] = Field("file_order", description=TIE_BREAK_HELP)
 
     @model_validator(mode="after")
     def _room_for_training(self) -> LeaveLastOutParams:

@@ -1,7 +1,10 @@
 """The split protocols: ``temporal``, ``random``, ``leave_last_out`` and ``cold_items``.
 
 All are vectorised (one sort, one group-by) and deterministic: the same data and parameters, seed included, give
-the same split, whatever the order of the input rows. Shares are applied exactly: ``⌊share·n⌋`` is computed in
+the same split. Interactions with equal timestamps are ordered as the data file lists them (``tie_break:
+file_order``, the default of ``temporal`` and ``leave_last_out``, as RecBole does: a basket's order is signal), or by
+item id (``tie_break: item_id``, the order before issue 17; ``random`` and ``cold_items`` always use it).
+Shares are applied exactly: ``⌊share·n⌋`` is computed in
 integers (the share taken to nine decimals), so 0.1 × 70 is 7, never 6.
 """
 
@@ -18,10 +21,18 @@ TRAIN, VALID, TEST = 0, 1, 2
 SCALE = 10**9
 
 
-def _ordered(data: InteractionData) -> pd.DataFrame:
-    """The interactions sorted by user, timestamp and item id (stable), whatever order they came in."""
+TIE_BREAKS = ("file_order", "item_id")
+
+
+def _ordered(data: InteractionData, tie_break: str = "item_id") -> pd.DataFrame:
+    """The interactions sorted by user and timestamp, equal timestamps by ``tie_break``: ``file_order`` (the row's
+    index label, its position in :attr:`InteractionData.interactions`, which keeps the data file's order, so the
+    result does not depend on the order the rows are given in) or ``item_id``."""
     frame = data.interactions
-    order = np.lexsort((frame["item"].to_numpy(), frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
+    last = frame.index.to_numpy() if tie_break == "file_order" else frame["item"].to_numpy()
+    order = np.lexsort((last, frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
     return frame.iloc[order]
 
 
@@ -70,16 +81,19 @@ def _user_info(frame: pd.DataFrame, eligible: np.ndarray, minimum: int) -> dict[
 class TemporalSplit:
     """Per user, chronological (the default protocol): each user's latest interactions to test and validation.
 
-    Exactly: a user with n ≥ ``min_interactions`` interactions, sorted by (timestamp, item id), gives the last
-    max(1, ⌊test·n⌋) to test, the max(1, ⌊valid·n⌋) before them to validation and the rest to train; a user with
-    fewer stays in train only. A share of 0 holds out nothing; train always keeps at least one interaction.
+    Exactly: a user with n ≥ ``min_interactions`` interactions, sorted by timestamp (equal timestamps in file order,
+    or by item id with ``tie_break: item_id``), gives the last max(1, ⌊test·n⌋) to test, the max(1, ⌊valid·n⌋)
+    before them to validation and the rest to train; a user with fewer stays in train only. A share of 0 holds out
+    nothing; train always keeps at least one interaction.
     """
 
-    def __init__(self, valid: float = 0.1, test: float = 0.1, min_interactions: int = 5) -> None:
-        self.valid, self.test, self.min_interactions = valid, test, min_interactions
+    def __init__(
+        self, valid: float = 0.1, test: float = 0.1, min_interactions: int = 5, tie_break: str = "file_order"
+    ) -> None:
+        self.valid, self.test, self.min_interactions, self.tie_break = valid, test, min_interactions, tie_break
 
     def split(self, data: InteractionData) -> SplitData:
-        frame = _ordered(data)
+        frame = _ordered(data, self.tie_break)
         n = _per_user_sizes(frame)
         rank = frame.groupby("user", sort=False).cumcount().to_numpy()
         eligible = n >= self.min_interactions
@@ -116,16 +130,17 @@ class RandomSplit:
 
 
 class LeaveLastOutSplit:
-    """Per user: the last interaction (by timestamp, then item id) to test, the second last to validation.
+    """Per user: the last interaction (by timestamp, equal timestamps in file order or by item id per
+    ``tie_break``) to test, the second last to validation.
 
     Users with fewer than ``min_interactions`` interactions stay in train only.
     """
 
-    def __init__(self, valid: bool = True, min_interactions: int = 3) -> None:
-        self.valid, self.min_interactions = valid, min_interactions
+    def __init__(self, valid: bool = True, min_interactions: int = 3, tie_break: str = "file_order") -> None:
+        self.valid, self.min_interactions, self.tie_break = valid, min_interactions, tie_break
 
     def split(self, data: InteractionData) -> SplitData:
-        frame = _ordered(data)
+        frame = _ordered(data, self.tie_break)
         n = _per_user_sizes(frame)
         rank = frame.groupby("user", sort=False).cumcount().to_numpy()
         eligible = n >= self.min_interactions
