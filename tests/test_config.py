@@ -119,7 +119,7 @@ def test_unknown_parameter_is_reported_with_suggestion_and_line(registry: Regist
     assert not isinstance(error, UnknownComponentError)
     assert str(error) == (
         "pipeline.yaml:4: fuser.dimm: unknown parameter 'dimm' for fuser 'attention'. Did you mean 'dim'? "
-        "Parameters: dim, dropout, temperature."
+        "Parameters: dim, dropout, temperature, normalize, modality_dropout."
     )
 
 

@@ -92,7 +92,7 @@ def test_data_split_writes_original_ids_and_a_manifest(
     out_dir = tmp_path / "split"
     code, out, err = run(capsys, "data", "split", str(pipeline), "--out", str(out_dir))
     assert code == 0, err
-    assert "split temporal (valid 0.1, test 0.1, min_interactions 5) → " in out
+    assert "split temporal (valid 0.1, test 0.1, min_interactions 5, tie_break file_order) → " in out
     assert "  train          9 interactions        3 users        5 items" in out
     assert "  test           2 interactions        2 users        1 items" in out
     assert sorted(p.name for p in out_dir.iterdir()) == [
@@ -106,7 +106,13 @@ def test_data_split_writes_original_ids_and_a_manifest(
         rows = list(csv.reader(handle))
     assert rows == [["userId", "itemId", "timestamp", "rating"], ["10", "7", "300", "4.5"], ["20", "7", "50", "1.0"]]
     manifest = json.loads((out_dir / "split.json").read_text())
-    assert manifest["split"] == {"type": "temporal", "valid": 0.1, "test": 0.1, "min_interactions": 5}
+    assert manifest["split"] == {
+        "type": "temporal",
+        "valid": 0.1,
+        "test": 0.1,
+        "min_interactions": 5,
+        "tie_break": "file_order",
+    }
     assert manifest["dataset"]["type"] == "movielens" and "split" not in manifest["dataset"]
     assert {k: v["interactions"] for k, v in manifest["counts"].items()} == {"train": 9, "valid": 2, "test": 2}
     assert manifest["ids"] == "original" and manifest["columns"] == ["userId", "itemId", "timestamp", "rating"]
