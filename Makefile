@@ -32,7 +32,10 @@ typecheck: $(VENV)/.deps-dev project
 
 pytest: $(VENV)/.deps-dev project
 	$(PIP) install -qq --no-deps --no-build-isolation --force-reinstall ./$(EXAMPLE_PLUGIN)
-	$(BIN)/pytest
+	# the Milvus Lite tests run in a process of their own: its in-process gRPC server's threads and fork handlers
+	# have crashed (SIGSEGV) the long test process at a later fork
+	$(BIN)/pytest -k "not milvus"
+	$(BIN)/pytest -k "milvus"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -14,6 +14,9 @@ import pytest
 # A stray model-hub lookup would spend ~47 s in DNS retries before failing: never let one start.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Milvus Lite talks gRPC; gRPC's fork handlers (pthread_atfork) run at every later fork of this process (each
+# subprocess a test starts) and have crashed it with a segfault; processes here never use gRPC across a fork
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 # Encoders called outside the feature engine keep exported models in the default cache folder: one per test
 # session, shared by its tests (each model is exported once) and never the user's ~/.cache.
 if "FUSIONREC_CACHE" not in os.environ:

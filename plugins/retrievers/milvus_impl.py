@@ -46,6 +46,10 @@ from fusionrec.plugins.retrievers.common import (
 )
 from fusionrec.plugins.retrievers.milvus import INDEX_KEYS, SEARCH_KEYS, SERVER_SCHEMES, check_index_keys
 
+# gRPC (under pymilvus) installs fork handlers that can crash a process which forks later (a DataLoader worker, a
+# subprocess); fusionrec never carries a gRPC channel across a fork, so they are off unless the user set otherwise
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 KIND = "milvus"
 IDS_FILE = "ids.npy"
 LITE_DIR = "items.db"
