@@ -32,11 +32,11 @@ typecheck: $(VENV)/.deps-dev project
 
 pytest: $(VENV)/.deps-dev project
 	$(PIP) install -qq --no-deps --no-build-isolation --force-reinstall ./$(EXAMPLE_PLUGIN)
-	# LightGBM and Milvus Lite tests run in processes of their own: the long test process crashed (SIGSEGV) at a
-	# fork after LightGBM had trained in it (its OpenMP runtime beside torch's), and Milvus Lite runs gRPC threads
-	$(BIN)/pytest -k "not milvus and not lightgbm"
-	$(BIN)/pytest -k "milvus"
-	$(BIN)/pytest -k "lightgbm and not milvus"
+	# Each test file runs in a pytest process of its own. One long process crashed with SIGSEGV at a fork (a
+	# subprocess a test starts) after many native libraries' thread pools (torch, OpenMP, LightGBM, OpenVINO, ONNX
+	# Runtime, Milvus Lite's gRPC) had started in it: four full runs, at different tests, never in a short one.
+	@set -e; for file in tests/test_*.py examples/plugins/fusionrec-gmu/tests/test_*.py; do \
+		echo "== $$file"; $(BIN)/pytest -q "$$file"; done
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
