@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from fusionrec.core.errors import DataError
-from fusionrec.core.io import atomic_write, atomic_write_text, read_meta
+from fusionrec.core.io import atomic_write, atomic_write_text
 from fusionrec.core.ranking import Ranker, RankingFeatures
 from fusionrec.plugins.rankers.ranker_inputs import (
     Columns,
@@ -47,6 +47,7 @@ from fusionrec.plugins.rankers.ranker_inputs import (
     columns,
     group_offsets,
     labels_of,
+    read_saved,
 )
 
 log = logging.getLogger(__name__)
@@ -309,15 +310,7 @@ class ClassifierRanker(Ranker):
     @classmethod
     def load(cls, directory: Path) -> Self:
         directory = Path(directory)
-        meta_file = directory / META_FILE
-        meta = read_meta(directory, META_FILE, what="ranker", fmt=FORMAT, expect={"type": cls.type_name})
-        try:
-            ranker = cls(**meta["params"])
-            layout = dict(meta["layout"])
-            layout["extra_names"] = tuple(str(name) for name in layout.get("extra_names", ()))
-            ranker.layout = InputLayout(**layout)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise DataError(f"unreadable ranker description ({exc}); save the ranker again", file=meta_file) from exc
+        ranker, _ = read_saved(cls, directory, META_FILE, FORMAT, InputLayout)
         network = Classifier(ranker.layout.width, ranker.hidden, ranker.dropout)
         try:
             state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)

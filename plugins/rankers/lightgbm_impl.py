@@ -28,9 +28,16 @@ import numpy.typing as npt
 import torch
 
 from fusionrec.core.errors import DataError
-from fusionrec.core.io import atomic_write_text, read_meta
+from fusionrec.core.io import atomic_write_text
 from fusionrec.core.ranking import Ranker, RankingFeatures
-from fusionrec.plugins.rankers.ranker_inputs import Columns, NotFittedError, check_extra_names, columns, labels_of
+from fusionrec.plugins.rankers.ranker_inputs import (
+    Columns,
+    NotFittedError,
+    check_extra_names,
+    columns,
+    labels_of,
+    read_saved,
+)
 
 FORMAT = 1
 MODEL_FILE = "model.txt"
@@ -219,15 +226,7 @@ class LightGBMRanker(Ranker):
         import lightgbm
 
         directory = Path(directory)
-        meta_file = directory / META_FILE
-        meta = read_meta(directory, META_FILE, what="ranker", fmt=FORMAT, expect={"type": cls.type_name})
-        try:
-            ranker = cls(**meta["params"])
-            layout = dict(meta["layout"])
-            layout["extra_names"] = tuple(str(name) for name in layout.get("extra_names", ()))
-            ranker.layout = TreeLayout(**layout)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise DataError(f"unreadable ranker description ({exc}); save the ranker again", file=meta_file) from exc
+        ranker, _ = read_saved(cls, directory, META_FILE, FORMAT, TreeLayout)
         try:
             booster = lightgbm.Booster(model_str=(directory / MODEL_FILE).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, lightgbm.basic.LightGBMError) as exc:

@@ -6,10 +6,13 @@ Not a plugin module (it registers nothing); the ``*_impl`` modules of the ranker
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from fusionrec.core.errors import DataError, FusionrecError
+from fusionrec.core.io import read_meta
 from fusionrec.core.ranking import RankingFeatures
 
 
@@ -139,3 +142,22 @@ def group_offsets(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.argsort(groups, stable=True)
     _, sizes = torch.unique_consecutive(groups[order], return_counts=True)
     return order, sizes
+
+
+def read_saved(cls: Any, directory: Path, meta_name: str, fmt: int, layout_type: Any) -> tuple[Any, Path]:
+    """A ranker of class ``cls`` rebuilt from its saved description (parameters and input layout), and the
+    description's path; the weights are the caller's to load.
+
+    Raises:
+        DataError: the folder holds no such ranker, or its description is unreadable.
+    """
+    meta_file = Path(directory) / meta_name
+    meta = read_meta(directory, meta_name, what="ranker", fmt=fmt, expect={"type": cls.type_name})
+    try:
+        ranker = cls(**meta["params"])
+        layout = dict(meta["layout"])
+        layout["extra_names"] = tuple(str(name) for name in layout.get("extra_names", ()))
+        ranker.layout = layout_type(**layout)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"unreadable ranker description ({exc}); save the ranker again", file=meta_file) from exc
+    return ranker, meta_file
