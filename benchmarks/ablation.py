@@ -75,6 +75,9 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
             {"train": {"loss": "softmax"}},
             {"user": {"max_history": 200}},
             {"train": {"loss": "softmax", "lr": 3.0e-3}},
+            # issue 16: a grid as wide as the fused pipeline's
+            {"train": {"loss": "softmax", "lr": 3.0e-3, "temperature": 0.05}},
+            {"train": {"loss": "softmax", "lr": 3.0e-3, "dim": 128}},
         ],
     ),
     "text-only": (
@@ -104,7 +107,15 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
             {"fuser": {"type": "cross_attention", "dim": 64}},
             {"fuser": {"dim": 128}},
             {"train": {"loss": "softmax", "lr": 3.0e-3}},
+            # issue 16: the attention fuser with LayerNorm'd projections (no collapse onto one modality)
+            {"train": {"loss": "softmax"}, "fuser": {"normalize": True}},
+            {"train": {"loss": "softmax"}, "fuser": {"normalize": True, "modality_dropout": 0.1}},
         ],
+    ),
+    "fused/normalize": (
+        "image + text, attention fuser with normalize: true, transformer tower, no ids",
+        _two_tower(None, {"type": "attention", "dim": 64, "normalize": True}, TRANSFORMER, False),
+        [{"fuser": {"type": "attention", "dim": 64, "normalize": True, "modality_dropout": 0.1}}],
     ),
     "fused+ids/mean": ("… with the mean user tower", _two_tower(None, None, {"type": "mean"}, True), []),
     "fused+ids/attention_pool": (

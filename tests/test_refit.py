@@ -13,7 +13,6 @@ from train_fixtures import write_pipeline
 
 from fusionrec.core.api import Pipeline
 from fusionrec.core.assembly import loading
-from fusionrec.core.assembly.config import parse_pipeline
 from fusionrec.core.cli import main
 from fusionrec.core.engine.context import prepare
 from fusionrec.core.engine.learners import build_two_tower
@@ -186,15 +185,26 @@ def test_a_refit_on_the_same_data_is_the_model_validation_chose(name: str) -> No
     torch.testing.assert_close(again.score(users, data["train"]), first.score(users, data["train"]))
 
 
-def test_refit_with_a_ranker_is_a_config_error() -> None:
-    text = """fusionrec: 1
-user: {type: mean}
-train: {refit: true}
-ranker: {type: logistic}
-"""
-    with pytest.raises(ConfigError, match=r"train\.refit.*ranker") as caught:
-        parse_pipeline(text)
-    assert caught.value.problems[0].line == 3
+def test_refit_with_a_ranker_fits_one_ranker_per_model(tmp_path: Path) -> None:
+    """The ranker learns from a time slice of train, so it combines with refit: the verdict and the validation row
+    use a ranker fitted on the train-only model's candidates, test and serving one refitted on the refit model's."""
+    settings = "{epochs: 2, batch_size: 64, lr: 0.003, seed: 0, refit: true}"
+    pipeline = write_pipeline(tmp_path, user=USER, train=settings, extra="ranker: {type: logistic, epochs: 5}\n")
+    text = pipeline.read_text().replace("{bootstrap: 200}", "{bootstrap: 200, candidates: 50, ranker_holdout: 2}")
+    pipeline.write_text(text)
+    run = train(pipeline, tmp_path / "run", rerank="always")
+    folder = tmp_path / "run"
+    rerank = json.loads((folder / "rerank.json").read_text())
+    assert (folder / "ranker").is_dir() and (folder / "ranker-valid").is_dir()
+    assert rerank["fit"]["holdout"] == 2 and rerank["refit"]["holdout"] == 2
+    # the refit's slice is over train + valid: more history, more held-out users
+    assert rerank["refit"]["history"] > rerank["fit"]["history"]
+    assert "popularity" in rerank["features"] and "time slice of train" in rerank["protocol"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    # validation is scored with the judged (train-only) ranker: its row is the verdict's "after"
+    assert metrics["valid"]["metrics"] == pytest.approx(rerank["valid_after"]["metrics"])
+    assert "reranked" in metrics["test"]["protocol"]["path"]
+    assert run.metrics["rerank"]["applied"] is True
 
 
 class EarlyStoppingKNN(ItemKNNModel):

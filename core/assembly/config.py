@@ -67,8 +67,8 @@ class TrainConfig(Params):
         description="After training on train with early stopping and selection on validation, retrain from scratch "
         "(same settings and seed) on train + valid for the selected number of epochs (the best epoch), without "
         "validation, and score test and save that model; validation metrics stay the train-only model's (the "
-        "refit has seen validation). Applies to `model:` sections too; not with a `ranker` (it needs held-out "
-        "positives the towers have not seen).",
+        "refit has seen validation). Applies to `model:` sections too, and to a `ranker` (fitted on the train-only "
+        "model's candidates for validation, then refitted on the refit model's over train + valid).",
     )
     seed: int = Field(
         0,
@@ -119,6 +119,15 @@ class EvaluateConfig(Params):
     )
     bootstrap: int = Field(
         1000, ge=0, description="Bootstrap resamples of the evaluated users for the 95% intervals; 0: none."
+    )
+    ranker_holdout: int = Field(
+        3,
+        ge=1,
+        description="The ranker learns from a time slice of train: each user's last ranker_holdout interactions are "
+        "its labels, the model's candidates for the history before them its pairs (never valid or test).",
+    )
+    ranker_recent: int = Field(
+        10, ge=1, description="The user's last items the ranker's similarity and tag-overlap features compare with."
     )
 
 
@@ -316,13 +325,6 @@ def _build(data: Any, b: SpecBuilder, file: str | Path | None) -> PipelineSpec |
             settings[section] = b.model(model, data[section], (section,), f"section '{section}'")
     if settings.get("evaluate") is not None:
         _check_metrics(settings["evaluate"], b)
-    if settings.get("train") is not None and settings["train"].refit and parts.get("ranker") is not None:
-        b.problem(
-            ("train", "refit"),
-            "refit cannot be combined with a `ranker`: the ranker learns from validation positives the towers have "
-            "not seen, and reads the towers' own vectors, so it can neither be fitted on nor applied to towers "
-            "retrained on train + valid. Set `train.refit: false`, or remove the `ranker` section.",
-        )
     if b.problems:
         return None
     return PipelineSpec(

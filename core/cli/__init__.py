@@ -293,6 +293,37 @@ def evaluate_cmd(run_dir: Path, as_json: bool) -> None:
     _print_metrics(metrics, f"{run_dir}")
 
 
+@cli.command("compare")
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--part", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@click.option("--metric", "metrics", multiple=True, help="Metric to compare (repeatable; default recall@20, ndcg@20).")
+@click.option("--samples", type=click.IntRange(min=100), default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def compare_cmd(
+    baseline: Path, candidate: Path, part: str, metrics: tuple[str, ...], samples: int, as_json: bool
+) -> None:
+    """CANDIDATE against BASELINE, user by user: each metric's ratio and difference with paired bootstrap intervals
+    (users resampled once for both runs), from the runs' per-user metrics."""
+    from fusionrec.core.api.compare import DEFAULT_METRICS, compare_runs
+
+    rows = compare_runs(baseline, candidate, part=part, metrics=metrics or DEFAULT_METRICS, samples=samples)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"{candidate} vs {baseline} on {part} ({rows[0]['users']} users, paired bootstrap)")
+    for column in ("metric", "baseline", "candidate", "ratio [95% CI]", "difference [95% CI]", "P(not better)"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["metric"], f"{r['a']:.4f}", f"{r['b']:.4f}",
+            f"{r['ratio']:.3f}× [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}]",
+            f"{r['difference']:+.4f} [{r['difference_low']:+.4f}, {r['difference_high']:+.4f}]",
+            f"{r['p_not_better']:.3f}",
+        )  # fmt: skip
+    out.print(table)
+
+
 @cli.command("train")
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option(

@@ -100,6 +100,7 @@ class RunContext:
         on_event: told what each stage found (the CLI prints it).
         sample_users: users whose recommendations the report shows (default: the first user).
         ranks: under torchrun, this process's rank (``None`` in one process); only rank 0 touches ``run``.
+        judged_ranker: with ``train.refit``, the ranker fitted for the train-only model (validation's path).
     """
 
     spec: PipelineSpec
@@ -116,6 +117,7 @@ class RunContext:
     prepared: Prepared | None = None
     trained: Trained | None = None
     served: TwoStage | None = None
+    judged_ranker: Any = None
     metrics: dict[str, Any] = field(default_factory=dict)
     ranks: Ranks | None = None
 

@@ -29,7 +29,8 @@ known interactions when serving), so no label time and no later interaction leak
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,27 @@ class ItemSource:
     @property
     def n_items(self) -> int:
         return int(self.item_vectors.shape[0])
+
+    @cached_property
+    def _units(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for key, (vectors, present) in self.modalities.items():
+            mask = torch.tensor(np.asarray(present), dtype=torch.bool)  # copies: cached arrays are read-only
+            matrix = torch.tensor(np.asarray(vectors), dtype=torch.float32)
+            out[key] = (F.normalize(matrix, dim=1) * mask.to(torch.float32).unsqueeze(1), mask)
+        return out
+
+    def unit_modalities(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per modality, ``(L2-normalised vectors, zero where absent; present mask)``, computed once."""
+        return self._units
+
+    @cached_property
+    def _tags(self) -> torch.Tensor | None:
+        return None if self.item_tags is None else _tag_matrix(self.item_tags)
+
+    def tag_matrix(self) -> torch.Tensor | None:
+        """``(n_items, n_tags)`` 0/1 tag matrix (computed once), or ``None`` without tags."""
+        return self._tags
 
     def extra_names(self) -> tuple[str, ...]:
         """The names of the extra feature columns, in order."""
@@ -177,9 +199,10 @@ class RankerTrainingSet:
 
 
 def time_slice(train: pd.DataFrame, holdout: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``train`` split into (history, held out): each user's last ``holdout`` interactions by (timestamp, item) are
-    held out when the user has more than ``holdout``; a user with fewer stays in the history only."""
-    ordered = train.sort_values(["user", "timestamp", "item"], kind="stable")
+    """``train`` split into (history, held out): each user's last ``holdout`` interactions are held out when the user
+    has more than ``holdout``; a user with fewer stays in the history only. Order: by timestamp, equal timestamps in
+    the data's order (the frame's index), as :meth:`Histories.from_frame` and the split order them."""
+    ordered = train.sort_index(kind="stable").sort_values(["user", "timestamp"], kind="stable")
     from_end = ordered.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
     counts = ordered.groupby("user", sort=False)["item"].transform("size").to_numpy()
     held = (from_end < holdout) & (counts > holdout)
@@ -198,8 +221,19 @@ def build_training_set(
     Raises:
         DataError: no training user has enough interactions, or no candidate is a held-out item.
     """
+    return build_from(split.train, source, settings, retrieve)
+
+
+def build_from(
+    train: pd.DataFrame,
+    source: ItemSource,
+    settings: RankerDataSettings | None = None,
+    retrieve: RetrieveFn | None = None,
+) -> RankerTrainingSet:
+    """:func:`build_training_set` over any training frame (with ``train.refit``: train + valid, for the ranker the
+    refit model serves with)."""
     settings = settings or RankerDataSettings()
-    history, held_out = time_slice(split.train, settings.holdout)
+    history, held_out = time_slice(train, settings.holdout)
     users = np.unique(held_out["user"].to_numpy(np.int64))
     if len(users) == 0:
         raise DataError(
@@ -295,38 +329,101 @@ def candidate_features(
         The features of the real candidates, in row-major order (groups: the row of ``users``), and the ``(B, N)``
         mask of real candidates.
     """
-    settings = settings or RankerDataSettings()
     valid = (items >= 0) & torch.isfinite(scores)
-    index = torch.as_tensor(np.asarray(users, dtype=np.int64))
     rows = torch.arange(len(users)).unsqueeze(1).expand_as(items)[valid]
     picked = items[valid]
     user_vectors = source.user_vectors(np.asarray(users, dtype=np.int64), histories).float()
-    recent = histories.last(index, settings.recent)  # (B, R), -1 padded
-    ranks = torch.arange(1, items.shape[1] + 1, dtype=torch.float32).unsqueeze(0).expand_as(items)[valid]
-    columns = [ranks]
-    for vectors, present in source.modalities.values():
-        matrix = torch.tensor(np.asarray(vectors), dtype=torch.float32)  # a copy: cached arrays are read-only
-        columns.append(_similarity(matrix, torch.tensor(np.asarray(present), dtype=torch.bool), recent, rows, picked))
-    days_since = (stats.now - stats.last_seen[index].float()) / SECONDS_PER_DAY
-    columns += [
-        torch.log1p(stats.popularity[picked]),
-        torch.log1p(stats.recent_popularity[picked]),
-        ((stats.now - stats.first_seen[picked]) / SECONDS_PER_DAY).clamp(min=0).float(),
-        torch.log1p(stats.activity[index])[rows],
-        days_since[rows].clamp(min=0),
-    ]
-    if source.item_tags is not None:
-        columns.append(_tag_overlap(_tag_matrix(source.item_tags), recent, rows, picked))
     features = RankingFeatures(
         user=user_vectors[rows],
         item=source.item_vectors[picked].float(),
         modality_weights=source.item_weights[picked].float(),
         retrieval_score=scores[valid].float(),
-        extra=torch.stack([c.float() for c in columns], dim=1),
+        extra=extra_columns(source, users, histories, stats, items, valid, settings),
         extra_names=source.extra_names(),
         groups=rows.long(),
     )
     return features, valid
+
+
+def extra_columns(
+    source: ItemSource,
+    users: npt.NDArray[np.int64] | None,
+    histories: Histories,
+    stats: HistoryStats,
+    items: torch.Tensor,
+    valid: torch.Tensor,
+    settings: RankerDataSettings | None = None,
+) -> torch.Tensor:
+    """The :attr:`ItemSource.extra_names` columns ``(n, f)`` of the real candidates (``valid``), row-major.
+
+    Args:
+        users: ``(B,)`` user ids, rows of ``histories`` and of ``stats``; ``None`` for histories given at request
+            time (anonymous users, rows ``0..B-1`` of ``histories``): their activity is their history's length and
+            their days since the last interaction 0 (they are active now).
+        items: ``(B, N)`` candidate ids; ``valid``: ``(B, N)`` which are real.
+    """
+    settings = settings or RankerDataSettings()
+    anonymous = users is None
+    index = torch.arange(items.shape[0]) if users is None else torch.as_tensor(np.asarray(users, dtype=np.int64))
+    rows = torch.arange(items.shape[0]).unsqueeze(1).expand_as(items)[valid]
+    picked = items[valid]
+    recent = histories.last(index, settings.recent)  # (B, R), -1 padded
+    columns = [torch.arange(1, items.shape[1] + 1, dtype=torch.float32).unsqueeze(0).expand_as(items)[valid]]
+    for unit, present in source.unit_modalities().values():
+        columns.append(_similarity(unit, present, recent, rows, picked))
+    if anonymous:
+        activity = histories.lengths()[index].float()
+        days_since = torch.zeros(len(index))
+    else:
+        activity = stats.activity[index]
+        days_since = ((stats.now - stats.last_seen[index].float()) / SECONDS_PER_DAY).clamp(min=0)
+    columns += [
+        torch.log1p(stats.popularity[picked]),
+        torch.log1p(stats.recent_popularity[picked]),
+        ((stats.now - stats.first_seen[picked]) / SECONDS_PER_DAY).clamp(min=0).float(),
+        torch.log1p(activity)[rows],
+        days_since[rows].float(),
+    ]
+    tags = source.tag_matrix()
+    if tags is not None:
+        columns.append(_tag_overlap(tags, recent, rows, picked))
+    return torch.stack([c.float() for c in columns], dim=1)
+
+
+@dataclass(frozen=True)
+class RerankInputs:
+    """What :class:`~fusionrec.core.engine.two_stage.TwoStage` reranks with besides its own vectors: the extra
+    feature columns of :func:`extra_columns`, from the item side (``source``) and the statistics of the interactions
+    the model may know (``stats``: train for validation, train + valid for test, everything when serving).
+
+    Attributes:
+        source: the item side (its ``user_vectors`` is not used: the two-stage path has the query vectors).
+        stats: the known interactions' statistics.
+        settings: ``recent`` and ``recent_fraction``.
+    """
+
+    source: ItemSource
+    stats: HistoryStats
+    settings: RankerDataSettings = field(default_factory=RankerDataSettings)
+
+    @classmethod
+    def of(cls, source: ItemSource, known: pd.DataFrame, settings: RankerDataSettings | None = None) -> RerankInputs:
+        settings = settings or RankerDataSettings()
+        return cls(source, HistoryStats.of(known, source.n_users, source.n_items, settings.recent_fraction), settings)
+
+    def at(self, known: pd.DataFrame) -> RerankInputs:
+        """The same inputs with the statistics of another set of known interactions (an evaluation cutoff)."""
+        stats = HistoryStats.of(known, self.source.n_users, self.source.n_items, self.settings.recent_fraction)
+        return replace(self, stats=stats)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.source.extra_names()
+
+    def columns(
+        self, users: npt.NDArray[np.int64] | None, histories: Histories, items: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        return extra_columns(self.source, users, histories, self.stats, items, valid, self.settings)
 
 
 def item_tags_from(items: pd.DataFrame, columns: Iterable[str] = ("genres", "tags")) -> list[frozenset[str]] | None:
@@ -344,10 +441,10 @@ def item_tags_from(items: pd.DataFrame, columns: Iterable[str] = ("genres", "tag
 
 
 def _similarity(
-    vectors: torch.Tensor, present: torch.Tensor, recent: torch.Tensor, rows: torch.Tensor, picked: torch.Tensor
+    unit: torch.Tensor, present: torch.Tensor, recent: torch.Tensor, rows: torch.Tensor, picked: torch.Tensor
 ) -> torch.Tensor:
-    """Cosine of each candidate's modality vector to the mean normalised vector of its user's recent items."""
-    unit = F.normalize(vectors.float(), dim=1) * present.to(torch.float32).unsqueeze(1)
+    """Cosine of each candidate's modality vector to the mean normalised vector of its user's recent items
+    (``unit``: L2-normalised vectors, zero where the modality is absent)."""
     has = (recent >= 0) & present[recent.clamp(min=0)]
     profile = (unit[recent.clamp(min=0)] * has.unsqueeze(-1)).sum(dim=1)
     profile = F.normalize(profile, dim=1)  # zero stays zero: users without the modality get 0
@@ -416,11 +513,14 @@ __all__ = [
     "ItemSource",
     "RankerDataSettings",
     "RankerTrainingSet",
+    "RerankInputs",
     "RetrieveFn",
     "UserVectorFn",
+    "build_from",
     "build_training_set",
     "candidate_features",
     "exact_top_n",
+    "extra_columns",
     "features_for",
     "item_tags_from",
     "retrieve_candidates",

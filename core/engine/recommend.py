@@ -110,7 +110,8 @@ class Recommender:
         users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
         seen = Seen.of_histories(self.histories, users)
         queries = self.stage.query_vectors(users, self.histories) if self.stage.scorer is not None else None
-        lists = self.stage.lists(queries, seen, k, users=users, histories=self.data.interactions)
+        histories = self.histories if self.stage.scorer is not None else self.data.interactions
+        lists = self.stage.lists(queries, seen, k, users=users, histories=histories)
         return [self._rows(ranked) for ranked in lists]
 
     def recommend_as_of(
@@ -141,8 +142,8 @@ class Recommender:
         k = self.check_k(k)
         history = [self.item_index(i) for i in item_ids]
         excluded = sorted(set(history) | {self.item_index(i) for i in exclude})
-        queries = self.stage.history_vectors([history])
-        [ranked] = self.stage.lists(queries, Seen.of_lists([excluded]), k)
+        queries, built = self.stage.sessions([history])
+        [ranked] = self.stage.lists(queries, Seen.of_lists([excluded]), k, histories=built)
         return self._rows(ranked)
 
     def similar_items(self, item_id: Any, k: int = 10) -> list[Recommendation]:

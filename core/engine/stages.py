@@ -23,7 +23,7 @@ import yaml
 
 from fusionrec.core.assembly import loading
 from fusionrec.core.assembly.config import EvaluateConfig, PipelineSpec, dumps_pipeline
-from fusionrec.core.engine import evaluation, features, ranker_fit
+from fusionrec.core.engine import evaluation, features, ranker_data, ranker_fit
 from fusionrec.core.engine.context import RunContext, prepare
 from fusionrec.core.engine.learners import Learner, Trained, check_folder, learner_for
 from fusionrec.core.engine.two_stage import DEFAULT_CANDIDATES, Seen, TwoStage
@@ -33,8 +33,13 @@ from fusionrec.registry import Registry
 
 DEFAULT_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 METRICS = "metrics.json"
+PER_USER = "per_user.csv"
+"""Each evaluated user's metrics on the served path (``part``, ``user``, one column per metric), for paired
+comparisons of runs (``fusionrec compare``)."""
 INDEX = "index"
 RANKER = "ranker"
+RANKER_VALID = "ranker-valid"
+"""With ``train.refit``: the ranker fitted on the train-only model's candidates, which validation is scored with."""
 RERANK = "rerank.json"
 PARTS: tuple[evaluation.Part, evaluation.Part] = ("valid", "test")
 
@@ -148,37 +153,72 @@ def restore_index(ctx: RunContext) -> None:
 
 
 def run_rerank(ctx: RunContext) -> None:
-    """Fit the ranker on half the validation users and judge it on the other half (:mod:`ranker_fit`)."""
-    spec, split, served = ctx.spec, ctx.need_split(), served_path(ctx)
+    """Fit the ranker on a time slice of train and judge it on every validation user (:mod:`ranker_fit`); with
+    ``train.refit``, refit it on the refit model's candidates over train + valid."""
+    spec, split = ctx.spec, ctx.need_split()
     assert spec.ranker is not None
+    settings = _ranker_settings(ctx)
+    judged = evaluated_path(ctx, "valid")  # the train-only model under train.refit
+    source = _item_source(ctx, judged)
     ranker = ctx.registry.build(spec.ranker)
-    fit_users, report_users = ranker_fit.halves(split.valid["user"].unique().astype(np.int64), spec.train.seed)
-    stage = replace(served, ranker=ranker, apply_ranker=True)
-    fitted = ranker_fit.fit_ranker(ranker, stage, split, ctx.need_loaded().data.n_users, fit_users, spec.train.seed)
+    fitted = ranker_fit.fit_on_slice(ranker, judged, split.train, source, settings, spec.train.seed)
+    stage = ranker_fit.with_inputs(replace(judged, ranker=ranker, apply_ranker=True), source, split.train, settings)
+    before = _measure(ctx, stage.without_ranker(), "valid", None)
+    after = _measure(ctx, stage, "valid", None)
+    users = int(split.valid["user"].nunique())
+    judgement = ranker_fit.verdict(before["metrics"]["ndcg@20"], after["metrics"]["ndcg@20"], users)
+    served = served_path(ctx)
+    refit = None
+    if served.scorer is not judged.scorer:  # train.refit: the served towers saw valid, so does the served ranker
+        ranker.save(ctx.run.path / RANKER_VALID)
+        ctx.run.record(RANKER_VALID)
+        ctx.judged_ranker = ranker
+        ranker = ctx.registry.build(spec.ranker)
+        known = evaluation.known_interactions(split, "test")
+        refit = ranker_fit.fit_on_slice(ranker, served, known, _item_source(ctx, served), settings, spec.train.seed)
     ranker.save(ctx.run.path / RANKER)
     ctx.run.record(RANKER)
-    before = _measure(ctx, stage.without_ranker(), "valid", report_users)
-    after = _measure(ctx, stage, "valid", report_users)
-    judged = ranker_fit.verdict(before["metrics"]["ndcg@20"], after["metrics"]["ndcg@20"], len(report_users))
     record = {
         "fit": fitted,
-        "protocol": "ranker fitted on half of the validation users, validation before/after measured on the other half",
+        "refit": refit,
+        "features": fitted["features"],
+        "protocol": f"ranker fitted on the model's top-{judged.candidates} candidates over a time slice of train "
+        f"(each user's last {settings.holdout} train interactions as labels; valid and test never read); "
+        "validation before/after measured on every validation user"
+        + ("; the served ranker refitted the same way on the refit model over train + valid" if refit else ""),
         "valid_before": before,
         "valid_after": after,
-        "verdict": judged["line"],
-        "helped": judged["helped"],
-        "report_users": report_users.tolist(),
+        "verdict": judgement["line"],
+        "helped": judgement["helped"],
     }
     ctx.run.write_json(RERANK, record)
-    ctx.run.mark("rerank", "done", helped=judged["helped"])
+    ctx.run.mark("rerank", "done", helped=judgement["helped"])
     _apply_ranker(ctx, ranker, record)
 
 
 def restore_rerank(ctx: RunContext) -> None:
     assert ctx.spec.ranker is not None
     check_folder(ctx.run, RANKER)
-    ranker = type(ctx.registry.build(ctx.spec.ranker)).load(ctx.run.path / RANKER)
+    kind = type(ctx.registry.build(ctx.spec.ranker))
+    ranker = kind.load(ctx.run.path / RANKER)
+    if (ctx.run.path / RANKER_VALID).is_dir():
+        check_folder(ctx.run, RANKER_VALID)
+        ctx.judged_ranker = kind.load(ctx.run.path / RANKER_VALID)
     _apply_ranker(ctx, ranker, ctx.run.read_json(RERANK))
+
+
+def _ranker_settings(ctx: RunContext) -> ranker_data.RankerDataSettings:
+    config = ctx.spec.evaluate if ctx.spec.evaluate is not None else EvaluateConfig()
+    return ranker_data.RankerDataSettings(
+        holdout=config.ranker_holdout, candidates=config.candidates, recent=config.ranker_recent
+    )
+
+
+def _item_source(ctx: RunContext, stage: TwoStage) -> ranker_data.ItemSource:
+    loaded = ctx.need_loaded()
+    if ctx.prepared is None:  # an opened run (serving): the features stage has nothing to restore; the cache has them
+        run_features(ctx)
+    return ranker_fit.item_source(stage, ctx.need_prepared().features, loaded.data.items, loaded.data.n_users)
 
 
 def set_rerank(ctx: RunContext, mode: str) -> None:
@@ -190,9 +230,13 @@ def set_rerank(ctx: RunContext, mode: str) -> None:
 
 def _apply_ranker(ctx: RunContext, ranker: Any, record: dict[str, Any]) -> None:
     applied = ranker_fit.applies(ctx.rerank, record.get("helped"))
-    ctx.served = replace(served_path(ctx), ranker=ranker, apply_ranker=applied)
+    served = replace(served_path(ctx), ranker=ranker, apply_ranker=applied)
+    if record.get("features"):  # a ranker fitted with the extra features reads them when serving too
+        everything = ctx.need_loaded().data.interactions
+        served = ranker_fit.with_inputs(served, _item_source(ctx, served), everything, _ranker_settings(ctx))
+    ctx.served = served
     ctx.metrics["rerank"] = {
-        **{k: v for k, v in record.items() if k != "report_users"},
+        **record,
         "applied": applied,
         "mode": ctx.rerank,
     }
@@ -208,8 +252,9 @@ def run_evaluate(ctx: RunContext) -> None:
     trained = _trained(ctx)
     results: dict[str, Any] = {}
     refit = trained.summary.get("refit")
+    kept: dict[str, evaluation.EvalResult] = {}
     for part in PARTS:
-        results[part] = _measure(ctx, evaluated_path(ctx, part), part, None)
+        results[part] = _measure(ctx, evaluated_path(ctx, part), part, None, keep=kept)
     if refit is not None:
         for name, protocol in _refit_protocols(ctx, refit).items():
             results[name]["protocol"] = {**results[name]["protocol"], **protocol}
@@ -222,6 +267,7 @@ def run_evaluate(ctx: RunContext) -> None:
         results["index"] = _index_recall(ctx, served)
     if "rerank" in ctx.metrics:
         results["rerank"] = ctx.metrics["rerank"]
+    _write_per_user(ctx, kept)
     ctx.run.write_json(METRICS, results)
     ctx.run.mark("evaluate", "done", rerank=ctx.rerank)
     ctx.metrics = results
@@ -234,6 +280,9 @@ def evaluated_path(ctx: RunContext, part: evaluation.Part, exact: bool = False) 
     trained = _trained(ctx)
     if part == "valid" and trained.selection is not None:
         path = _two_stage(ctx, trained=trained.selection)
+        if ctx.judged_ranker is not None and served_path(ctx).reranks:  # the ranker fitted for this model
+            path = replace(path, ranker=ctx.judged_ranker, apply_ranker=True)
+            path = ranker_fit.with_inputs(path, _item_source(ctx, path), ctx.need_split().train, _ranker_settings(ctx))
     else:
         path = served_path(ctx)
     return path.exact() if exact else path
@@ -244,8 +293,25 @@ def restore_evaluate(ctx: RunContext) -> None:
     ctx.tell("evaluate", metrics=ctx.metrics, reused=True)
 
 
-def _measure(ctx: RunContext, stage: TwoStage, part: evaluation.Part, users: Any) -> dict[str, Any]:
-    """Evaluate ``stage`` on ``part`` (known items masked, the split's candidates), per the pipeline's protocol."""
+def _write_per_user(ctx: RunContext, kept: dict[str, evaluation.EvalResult]) -> None:
+    import pandas as pd
+
+    user_ids = np.asarray(ctx.need_loaded().data.user_ids)
+    frames = [
+        pd.DataFrame({"part": part, "user": user_ids[result.users], **result.per_user}) for part, result in kept.items()
+    ]
+    ctx.run.write_text(PER_USER, pd.concat(frames).to_csv(index=False))
+
+
+def _measure(
+    ctx: RunContext,
+    stage: TwoStage,
+    part: evaluation.Part,
+    users: Any,
+    keep: dict[str, evaluation.EvalResult] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``stage`` on ``part`` (known items masked, the split's candidates), per the pipeline's protocol;
+    ``keep`` receives the result with its per-user values."""
     split, n_items = ctx.need_split(), ctx.need_loaded().data.n_items
     config = ctx.spec.evaluate if ctx.spec.evaluate is not None else EvaluateConfig()
     known = evaluation.known_interactions(split, part)
@@ -257,12 +323,14 @@ def _measure(ctx: RunContext, stage: TwoStage, part: evaluation.Part, users: Any
         "split": loading.split_name(ctx.need_loaded()),
         "path": describe_path(stage),
     }
-    if part == "valid" and stage.reranks and users is None:
-        protocol["ranker fitted on"] = "half of these validation users (rerank.valid_after: the other half alone)"
+    if stage.reranks:
+        protocol["ranker fitted on"] = "its model's candidates over a time slice of train (+ valid for test)"
     result = evaluation.evaluate(
         score, split, part, metric_names(ctx.spec), n_items, registry=ctx.registry,
         bootstrap=config.bootstrap, seed=ctx.spec.train.seed, users=users, protocol=protocol,
     )  # fmt: skip
+    if keep is not None:
+        keep[part] = result
     out = result.to_dict()
     out.pop("per_user", None)
     return out
@@ -318,6 +386,10 @@ def run_report(ctx: RunContext) -> None:
     ctx.tell("report", samples=samples, report=ctx.run.path / report.REPORT, chart=ctx.run.path / report.CHART)
 
 
+def _rerank_artifacts(spec: PipelineSpec) -> tuple[str, ...]:
+    return (RANKER, RERANK, RANKER_VALID) if spec.train.refit else (RANKER, RERANK)
+
+
 # the table -------------------------------------------------------------------------------------------------------
 
 STAGES: tuple[Stage, ...] = (
@@ -331,7 +403,7 @@ STAGES: tuple[Stage, ...] = (
         artifacts=_learner_artifacts,
     ),
     Stage("index", ("retriever",), run_index, restore_index, _two_tower_with("retriever"), lambda s: (INDEX,)),
-    Stage("rerank", ("ranker",), run_rerank, restore_rerank, _two_tower_with("ranker"), lambda s: (RANKER, RERANK)),
+    Stage("rerank", ("ranker",), run_rerank, restore_rerank, _two_tower_with("ranker"), _rerank_artifacts),
     Stage("evaluate", ("evaluate",), run_evaluate, restore_evaluate, artifacts=lambda s: (METRICS,)),
     Stage("report", (), run_report),
 )

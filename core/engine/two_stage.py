@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
+from fusionrec.core.engine.ranker_data import RerankInputs
 from fusionrec.core.engine.two_tower import Histories, TwoTowerScorer
 from fusionrec.core.errors import FusionrecError
 from fusionrec.core.model import Model
@@ -139,6 +140,10 @@ class TwoStage:
         exact_retriever: what :meth:`exact` searches with (the ``exact`` retriever over the same vectors, so that a
             pipeline whose retriever is ``exact`` reports identical served and exact rows); ``None``: a torch
             matrix product.
+        inputs: the ranker's extra features (modality similarities to the user's recent items, popularity,
+            recency …; :class:`~fusionrec.core.engine.ranker_data.RerankInputs`), or ``None`` for the vectors,
+            weights and retrieval score alone. Its statistics are those of the interactions the model may know:
+            :meth:`score_fn` rebinds them to the evaluated cutoff.
     """
 
     n_items: int
@@ -150,6 +155,7 @@ class TwoStage:
     apply_ranker: bool = True
     candidates: int = DEFAULT_CANDIDATES
     exact_retriever: Retriever | None = None
+    inputs: RerankInputs | None = None
 
     def __post_init__(self) -> None:
         if (self.scorer is None) == (self.model is None):
@@ -223,32 +229,60 @@ class TwoStage:
 
     # stage 2 -----------------------------------------------------------------------------------------------------
 
-    def rerank(self, queries: torch.Tensor, found: Candidates) -> tuple[Candidates, torch.Tensor | None]:
+    def rerank(
+        self,
+        queries: torch.Tensor,
+        found: Candidates,
+        *,
+        users: npt.NDArray[np.int64] | None = None,
+        histories: Histories | pd.DataFrame | None = None,
+    ) -> tuple[Candidates, torch.Tensor | None]:
         """Reorder each query's candidates by the ranker (padding stays last); also returns the ranker's scores
-        ``(B, N)`` in the new order (-inf on padding), or ``None`` when no ranker is applied."""
+        ``(B, N)`` in the new order (-inf on padding), or ``None`` when no ranker is applied. ``users`` and
+        ``histories`` are what :meth:`features` reads for the extra features."""
         if not self.reranks or found.items.numel() == 0:
             return found, None
         assert self.ranker is not None
         valid = found.items >= 0
-        features = self.features(queries, found)
+        features = self.features(queries, found, users=users, histories=histories)
         ranked = torch.full(found.items.shape, float("-inf"))
         ranked[valid] = torch.as_tensor(self.ranker.score(features), dtype=torch.float32)
         order = torch.argsort(ranked, dim=1, descending=True, stable=True)
         return Candidates(found.items.gather(1, order), found.scores.gather(1, order)), ranked.gather(1, order)
 
-    def features(self, queries: torch.Tensor, found: Candidates) -> RankingFeatures:
-        """The ranking features of every real (non-padding) candidate, row by row."""
+    def features(
+        self,
+        queries: torch.Tensor,
+        found: Candidates,
+        *,
+        users: npt.NDArray[np.int64] | None = None,
+        histories: Histories | pd.DataFrame | None = None,
+    ) -> RankingFeatures:
+        """The ranking features of every real (non-padding) candidate, row by row (groups: the row).
+
+        With :attr:`inputs`, also the extra columns, read from ``histories`` (rows ``users``; ``users=None``: the
+        rows of histories given at request time, :meth:`sessions`).
+        """
         assert self.scorer is not None
         valid = found.items >= 0
         rows = torch.arange(found.items.shape[0]).unsqueeze(1).expand_as(found.items)[valid]
         items = found.items[valid]
         weights = self.item_weights[items] if self.item_weights is not None else torch.zeros(len(items), 0)
-        return RankingFeatures(
+        base = RankingFeatures(
             user=queries[rows],
             item=self.scorer.item_vectors[items],
             modality_weights=weights,
             retrieval_score=found.scores[valid].float(),
+            groups=rows.long(),
         )
+        if self.inputs is None:
+            return base
+        if histories is None:
+            raise FusionrecError("this ranker reads the user's history: the two-stage path needs it to rerank")
+        if isinstance(histories, pd.DataFrame):
+            histories = Histories.from_frame(histories, self.inputs.source.n_users)
+        extra = self.inputs.columns(users, histories, found.items, valid)
+        return replace(base, extra=extra, extra_names=self.inputs.names)
 
     # the two stages together -------------------------------------------------------------------------------------
 
@@ -263,7 +297,9 @@ class TwoStage:
     ) -> tuple[Candidates, torch.Tensor | None, Candidates]:
         """Retrieve ``max(k, candidates)`` and rerank: ``(final order, ranker scores, retrieved)``."""
         found = self.retrieve(queries, seen, max(k, self.candidates), users=users, histories=histories)
-        final, ranked = self.rerank(queries, found) if queries is not None else (found, None)
+        if queries is None:
+            return found, None, found
+        final, ranked = self.rerank(queries, found, users=users, histories=histories)
         return final, ranked, found
 
     def lists(
@@ -313,9 +349,11 @@ class TwoStage:
             blocked: items that are not candidates at all in this protocol (the cold-item split's warm items).
         """
 
+        stage = replace(self, inputs=self.inputs.at(known)) if self.inputs is not None and self.reranks else self
+
         def score(users: npt.NDArray[np.int64]) -> torch.Tensor:
-            q = self.as_of(users, histories, known, blocked)
-            final, _, _ = self.run(q.queries, q.seen, self.candidates, users=q.users, histories=q.history)
+            q = stage.as_of(users, histories, known, blocked)
+            final, _, _ = stage.run(q.queries, q.seen, self.candidates, users=q.users, histories=q.history)
             out = torch.full((len(users), self.n_items), float("-inf"))
             n = final.items.shape[1]
             position = torch.arange(n, 0, -1, dtype=torch.float32).expand_as(final.items)
@@ -340,6 +378,11 @@ class TwoStage:
 
     def history_vectors(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """User vectors read from item histories given at request time (anonymous or new users)."""
+        return self.sessions(histories)[0]
+
+    def sessions(self, histories: Sequence[Sequence[int]]) -> tuple[torch.Tensor, Histories]:
+        """User vectors read from item histories given at request time (anonymous or new users), and the histories
+        as :class:`Histories` rows ``0..B-1`` (what :meth:`lists` takes, with ``users=None``, to rerank them)."""
         if self.scorer is None:
             raise FusionrecError(
                 "recommendations from a history need a user tower: this run trained a baseline model, which only "
@@ -355,4 +398,4 @@ class TwoStage:
             torch.as_tensor([i for h in lists for i in h], dtype=torch.long),
             torch.as_tensor(np.concatenate([[0], np.cumsum([len(h) for h in lists])]), dtype=torch.long),
         )
-        return self.scorer.user_vectors(np.arange(len(lists), dtype=np.int64), built, users_known=False)
+        return self.scorer.user_vectors(np.arange(len(lists), dtype=np.int64), built, users_known=False), built

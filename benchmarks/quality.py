@@ -1,0 +1,196 @@
+"""Issue 16's quality tables: the reranker against retrieval alone, paired ratios between runs, modality weights.
+
+Nothing here trains the towers: it takes finished run folders (``fusionrec run`` of a pipeline without a
+``ranker``) and
+
+1. **rerankers** (``--rerank RUN``): for each ranker of :data:`RANKERS`, copies the run folder, adds the ranker to
+   its pipeline and reruns it there (only ``rerank`` and ``evaluate`` are redone: the towers, the index and the
+   features are reused), with ``--rerank always`` so that the test figures exist whatever the verdict. Each ranker
+   is fitted exactly as ``fusionrec run`` fits it (the model's candidates over a time slice of train, and with
+   ``train.refit`` refitted over train + valid for test); its verdict (validation NDCG@20 before → after, every
+   validation user) is the run's own. The paired ratio of each reranked run against retrieval alone on test comes
+   from the runs' per-user metrics (:func:`fusionrec.core.api.compare.compare_runs`).
+2. **paired ratios** (``--pair BASELINE CANDIDATE``, repeatable): ``compare_runs`` on test (and validation).
+3. **modality weights** (``--weights RUN``, repeatable): the mean per-item weight of each modality in the run's
+   ``item_weights.npy`` and the share of items below 0.01.
+
+    python benchmarks/quality.py --rerank runs/ml-fused --pair runs/ml-sasrec runs/ml-fused --weights runs/ml-fused
+
+Prints markdown tables and writes them, with the JSON, to ``--out`` (default benchmarks/results/quality/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# label → the ranker section (every ranker fitted on the same candidates and features)
+RANKERS: dict[str, dict[str, Any]] = {
+    "logistic (the seed's σ(W·F + b)), pairwise": {"type": "logistic", "objective": "pairwise"},
+    "mlp [128, 64], pairwise": {"type": "mlp", "objective": "pairwise"},
+    "mlp [128, 64], pointwise (the seed's loss)": {"type": "mlp"},
+    "lightgbm lambdarank (defaults)": {"type": "lightgbm"},
+}
+
+
+def rerank_rows(run: Path, out: Path, only: str) -> list[dict[str, Any]]:
+    """Each ranker of :data:`RANKERS` added to ``run``'s pipeline, in a copy of the run folder."""
+    from fusionrec.core.api import Pipeline
+    from fusionrec.core.api.compare import compare_runs
+    from fusionrec.registry import get_registry
+
+    registry = get_registry()
+    base = json.loads((run / "metrics.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    rows = [{"ranker": "retrieval only", "run": str(run), "valid": base["valid"]["metrics"], "test": base["test"]}]
+    for index, (label, section) in enumerate(RANKERS.items()):
+        if only and only not in label:
+            continue
+        target = out / "runs" / f"{run.name}-ranker{index}"
+        if not (target / "metrics.json").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(run, target, ignore=shutil.ignore_patterns(".*.lock"))
+        pipeline = out / "runs" / f"{run.name}-ranker{index}.yaml"
+        pipeline.write_text(yaml.safe_dump({**config, "ranker": section}, sort_keys=False))
+        started = time.perf_counter()
+        done = Pipeline.load(pipeline, registry).train(target, rerank="always")
+        seconds = time.perf_counter() - started
+        rerank = done.metrics["rerank"]
+        paired = compare_runs(run, target, part="test", metrics=["ndcg@20", "recall@20"], samples=1000)
+        rows.append({
+            "ranker": label, "section": section, "run": str(target), "seconds": round(seconds, 1),
+            "valid_before": rerank["valid_before"]["metrics"], "valid": rerank["valid_after"]["metrics"],
+            "verdict": rerank["verdict"], "helped": rerank["helped"],
+            "fit": rerank["fit"], "refit": rerank.get("refit"),
+            "test": done.metrics["test"], "paired_test": paired,
+        })  # fmt: skip
+        print(f"{label}: {rerank['verdict']}; test NDCG@20 {done.metrics['test']['metrics']['ndcg@20']:.4f}")
+    return rows
+
+
+def rerank_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| ranker | valid NDCG@20 | valid Recall@20 | verdict | test NDCG@20 [95% CI] | test Recall@20 [95% CI] "
+        "| test NDCG@20 vs retrieval, paired [95% CI] | P(not better) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        test, ci = row["test"]["metrics"], row["test"].get("ci", {})
+        cell = {m: f"{test[m]:.4f} [{ci[m][0]:.4f}, {ci[m][1]:.4f}]" for m in ("ndcg@20", "recall@20")}
+        paired = next((p for p in row.get("paired_test", []) if p["metric"] == "ndcg@20"), None)
+        ratio = f"{paired['ratio']:.3f}× [{paired['ratio_low']:.3f}, {paired['ratio_high']:.3f}]" if paired else "1×"
+        p_value = f"{paired['p_not_better']:.3f}" if paired else ""
+        verdict = ("helped" if row["helped"] else "did not help") if "helped" in row else ""
+        lines.append(
+            f"| {row['ranker']} | {row['valid']['ndcg@20']:.4f} | {row['valid']['recall@20']:.4f} | {verdict} "
+            f"| {cell['ndcg@20']} | {cell['recall@20']} | {ratio} | {p_value} |"
+        )
+    return "\n".join(lines)
+
+
+def pair_rows(pairs: list[list[str]]) -> list[dict[str, Any]]:
+    from fusionrec.core.api.compare import compare_runs
+
+    rows = []
+    for baseline, candidate in pairs:
+        for part in ("valid", "test"):
+            for row in compare_runs(baseline, candidate, part=part, metrics=["recall@20", "ndcg@20"]):
+                rows.append({"baseline": baseline, "candidate": candidate, **row})
+    return rows
+
+
+def pair_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| candidate vs baseline | part | metric | baseline | candidate | ratio [95% CI, paired] | difference [95% CI] "
+        "| P(not better) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {Path(r['candidate']).name} vs {Path(r['baseline']).name} | {r['part']} | {r['metric']} | {r['a']:.4f} "
+            f"| {r['b']:.4f} | {r['ratio']:.3f}× [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] "
+            f"| {r['difference']:+.4f} [{r['difference_low']:+.4f}, {r['difference_high']:+.4f}] "
+            f"| {r['p_not_better']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def weight_rows(runs: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        weights = np.load(Path(run) / "item_weights.npy", allow_pickle=False)
+        summary = (
+            json.loads((Path(run) / "train_summary.json").read_text())
+            if (Path(run) / "train_summary.json").exists()
+            else {}
+        )
+        names = summary.get("modalities") or [f"modality {j}" for j in range(weights.shape[1])]
+        for j, name in enumerate(names):
+            column = weights[:, j]
+            rows.append({
+                "run": run, "modality": name, "mean": float(column.mean()), "below_0.01": float((column < 0.01).mean()),
+                "p5": float(np.percentile(column, 5)), "p95": float(np.percentile(column, 95)),
+            })  # fmt: skip
+    return rows
+
+
+def weight_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| run | modality | mean weight | items below 0.01 | 5th–95th percentile |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {Path(r['run']).name} | {r['modality']} | {r['mean']:.4f} | {r['below_0.01']:.1%} "
+            f"| {r['p5']:.3f}–{r['p95']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rerank", type=Path, help="A finished run without a ranker: the reranker table.")
+    parser.add_argument("--only", default="", help="Only the rankers whose label contains this text.")
+    parser.add_argument("--pair", nargs=2, action="append", default=[], metavar=("BASELINE", "CANDIDATE"))
+    parser.add_argument("--weights", action="append", default=[], help="A run whose modality weights to summarise.")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quality")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report: dict[str, Any] = {
+        "started": started,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
+        "load_average": os.getloadavg(),
+    }
+    sections = []
+    if args.rerank:
+        report["rerank"] = rerank_rows(args.rerank, args.out, args.only)
+        sections.append(f"### Rerankers over {args.rerank.name}\n\n" + rerank_table(report["rerank"]))
+    if args.pair:
+        report["pairs"] = pair_rows(args.pair)
+        sections.append("### Paired ratios\n\n" + pair_table(report["pairs"]))
+    if args.weights:
+        report["weights"] = weight_rows(args.weights)
+        sections.append("### Modality weights\n\n" + weight_table(report["weights"]))
+    report["load_average_end"] = os.getloadavg()
+    text = f"Measured {started}, {report['machine']}, load average {report['load_average'][0]:.1f}.\n\n"
+    text += "\n\n".join(sections) + "\n"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    (args.out / f"quality-{stamp}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (args.out / f"quality-{stamp}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
