@@ -175,13 +175,36 @@ def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[
     started = time.perf_counter()
     # rerank always: a row with a ranker measures the reranked path (its verdict is reported beside it)
     outcome = Pipeline.load(pipeline, registry).train(out / "runs" / f"{slug}-{index}", rerank="always")
-    metrics = outcome.metrics
+    # the train stage's own time (a finished run that is reused takes none now)
+    seconds = outcome.dir.stage("train").get("seconds", time.perf_counter() - started)
+    return result_of(str(pipeline.relative_to(out)), text, outcome.metrics, seconds, outcome.summary.get("epoch"))
+
+
+def adopt(spec: str, out: Path) -> tuple[str, dict[str, Any]]:
+    """``NAME:INDEX=RUN_DIR``: a finished run of that row's setting made outside this script (the same pipeline,
+    e.g. examples/movielens-small.yaml with one change), taken as that setting's result: its own metrics."""
+    from fusionrec.core.api import Run
+
+    label, run_dir = spec.split("=", 1)
+    name, index = label.rsplit(":", 1)
+    if name not in ROWS:
+        raise SystemExit(f"--adopt: unknown row {name!r}")
+    run = Run.open(Path(run_dir))
+    text = (Path(run_dir) / "config.yaml").read_text()
+    slug = name.replace("/", "_").replace("+", "_")
+    folder = out / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{slug}-{index}.yaml").write_text(text)
+    seconds = run.dir.stage("train").get("seconds", 0.0)
+    return name, result_of(f"pipelines/{slug}-{index}.yaml", text, run.metrics, seconds, run.summary.get("epoch"))
+
+
+def result_of(pipeline: str, text: str, metrics: dict[str, Any], seconds: float, epochs: Any) -> dict[str, Any]:
     result = {
-        "pipeline": str(pipeline.relative_to(out)),
+        "pipeline": pipeline,
         "settings": yaml.safe_load(text),
-        # the train stage's own time (a finished run that is reused takes none now)
-        "seconds": round(outcome.dir.stage("train").get("seconds", time.perf_counter() - started), 1),
-        "epochs": outcome.summary.get("epoch"),
+        "seconds": round(seconds, 1),
+        "epochs": epochs,
         "valid": metrics["valid"]["metrics"],
         "valid_ci": metrics["valid"]["ci"],
         "test": metrics["test"]["metrics"],
@@ -195,8 +218,8 @@ def run_one(name: str, index: int, text: str, out: Path, registry: Any) -> dict[
             "valid_after": rerank["valid_after"]["metrics"],
         }
         result["valid_note"] = (
-            "validation and test: the reranked path; the ranker was fitted on half of the validation users "
-            "(rerank.valid_before/valid_after: the other half, before and after)"
+            "validation and test: the reranked path; the ranker was fitted on the model's candidates over a time "
+            "slice of train (rerank.valid_before/valid_after: every validation user, before and after)"
         )
     return result
 
@@ -264,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Run only this index of each row's settings (0: the row, 1…: its grid alternatives); repeatable.",
     )
     parser.add_argument(
+        "--adopt",
+        action="append",
+        default=[],
+        metavar="NAME:INDEX=RUN_DIR",
+        help="Take a finished run made outside this script as the result of that row's setting INDEX.",
+    )
+    parser.add_argument(
         "--chosen",
         type=Path,
         action="append",
@@ -296,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     for other in args.chosen:
         for row in json.loads((other / "ablation.json").read_text())["rows"]:
             chosen[row["name"]] = int(Path(row["best"]["pipeline"]).stem.rsplit("-", 1)[1])
+    adopted: dict[str, list[dict[str, Any]]] = {}
+    for spec in args.adopt:
+        name, result = adopt(spec, args.out)
+        adopted.setdefault(name, []).append(result)
     for name in names:
         what, patch, grid = ROWS[name]
         every = [patch] + [merge(patch, alt) for alt in grid]
@@ -304,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             indices = [i for i in args.tries if i < len(every)]
         if name in chosen:
             indices = [chosen[name]]
-        runs = []
+        runs = list(adopted.get(name, []))
         for i in indices:
             candidate = every[i]
             print(f"[{time.strftime('%H:%M:%S')}] {name} #{i}", flush=True)
@@ -314,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{runs[-1]['test']['recall@20']:.4f}  ({runs[-1]['seconds']:.0f} s)",
                 flush=True,
             )
+        if not runs:
+            continue
         best = max(runs, key=lambda r: r["valid"]["recall@20"])
         done[name] = {"name": name, "what": what, "best": best, "runs": runs}
         write(done, args)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from train_fixtures import write_pipeline
@@ -185,9 +186,20 @@ def test_a_refit_on_the_same_data_is_the_model_validation_chose(name: str) -> No
     torch.testing.assert_close(again.score(users, data["train"]), first.score(users, data["train"]))
 
 
-def test_refit_with_a_ranker_fits_one_ranker_per_model(tmp_path: Path) -> None:
+def test_refit_with_a_ranker_fits_one_ranker_per_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ranker learns from a time slice of train, so it combines with refit: the verdict and the validation row
-    use a ranker fitted on the train-only model's candidates, test and serving one refitted on the refit model's."""
+    use a ranker fitted on the train-only model's candidates, test and serving one refitted on the refit model's.
+    Neither ever reads test; the one validation is scored with never reads validation."""
+    from fusionrec.core.engine import ranker_fit
+
+    seen: list[pd.DataFrame] = []
+    fit = ranker_fit.fit_on_slice
+
+    def spy(ranker: Any, stage: Any, train: pd.DataFrame, *args: Any) -> dict[str, Any]:
+        seen.append(train.copy())
+        return fit(ranker, stage, train, *args)
+
+    monkeypatch.setattr(ranker_fit, "fit_on_slice", spy)
     settings = "{epochs: 2, batch_size: 64, lr: 0.003, seed: 0, refit: true}"
     pipeline = write_pipeline(tmp_path, user=USER, train=settings, extra="ranker: {type: logistic, epochs: 5}\n")
     text = pipeline.read_text().replace("{bootstrap: 200}", "{bootstrap: 200, candidates: 50, ranker_holdout: 2}")
@@ -205,6 +217,11 @@ def test_refit_with_a_ranker_fits_one_ranker_per_model(tmp_path: Path) -> None:
     assert metrics["valid"]["metrics"] == pytest.approx(rerank["valid_after"]["metrics"])
     assert "reranked" in metrics["test"]["protocol"]["path"]
     assert run.metrics["rerank"]["applied"] is True
+    split = loading.run_split(loading.load(pipeline, get_registry()))
+    keys = lambda frame: set(zip(frame["user"], frame["item"], frame["timestamp"], strict=True))  # noqa: E731
+    judged, served = seen
+    assert keys(judged) == keys(split.train)  # validation's ranker: train alone
+    assert keys(served) == keys(split.train) | keys(split.valid)  # the served one: train + valid, never test
 
 
 class EarlyStoppingKNN(ItemKNNModel):
