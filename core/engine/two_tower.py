@@ -10,6 +10,7 @@ are inner products (cosine when ``train.normalize``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -44,10 +45,14 @@ class Histories:
             index labels, positions in :attr:`~fusionrec.core.data.InteractionData.interactions`, which keep the
             data file's order).
         offsets: ``(n_users + 1,)``: user ``u``'s items are ``items[offsets[u]:offsets[u + 1]]``.
+        starts: ``(n_baskets + 1,)`` flat positions where each basket begins, then ``n``: a basket is a run of one
+            user's interactions with equal timestamps (:meth:`from_frame` sets it). ``None`` (histories built
+            without timestamps, such as a session sent to the server): every interaction is a basket of its own.
     """
 
     items: torch.Tensor
     offsets: torch.Tensor
+    starts: torch.Tensor | None = None
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, n_users: int) -> Histories:
@@ -56,7 +61,12 @@ class Histories:
         counts = np.bincount(users, minlength=n_users)
         offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return cls(torch.from_numpy(ordered["item"].to_numpy(np.int64).copy()), torch.from_numpy(offsets))
+        times = ordered["timestamp"].to_numpy()
+        new = np.ones(len(users), dtype=bool)  # a basket begins at a new user or a new timestamp
+        new[1:] = (users[1:] != users[:-1]) | (times[1:] != times[:-1])
+        starts = np.append(np.flatnonzero(new), len(users)).astype(np.int64)
+        items = torch.from_numpy(ordered["item"].to_numpy(np.int64).copy())
+        return cls(items, torch.from_numpy(offsets), torch.from_numpy(starts))
 
     @property
     def n_users(self) -> int:
@@ -79,6 +89,66 @@ class Histories:
 
     def last(self, users: torch.Tensor, length: int) -> torch.Tensor:
         """The ``length`` most recent items of each user (left-padded with -1)."""
+        return self.window(users, self.offsets[users + 1], length)
+
+    @functools.cached_property
+    def baskets(self) -> Baskets:
+        """The same histories read one basket per step (:class:`Baskets`)."""
+        n = int(self.items.shape[0])
+        starts = self.starts if self.starts is not None else torch.arange(n + 1)
+        return Baskets(self, starts, torch.searchsorted(starts, self.offsets))
+
+
+@dataclass(frozen=True)
+class Baskets:
+    """Histories whose steps are baskets (``basket: true`` towers): a basket's items are one step of the history.
+
+    Basket ``b`` holds the flat positions ``starts[b]:starts[b + 1]`` of :attr:`histories`; user ``u``'s baskets are
+    ``offsets[u]:offsets[u + 1]``, oldest first. Windows hold item ids ``(B, length, width)``: one row per basket,
+    its items in the data's order, right-padded with -1 to the widest basket of the batch.
+
+    Attributes:
+        histories: the item-level histories.
+        starts: ``(n_baskets + 1,)`` flat item position where each basket begins, then ``n``.
+        offsets: ``(n_users + 1,)`` basket offsets of each user.
+    """
+
+    histories: Histories
+    starts: torch.Tensor
+    offsets: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """The number of baskets."""
+        return int(self.starts.shape[0] - 1)
+
+    def sizes(self) -> torch.Tensor:
+        """``(n_baskets,)`` items per basket."""
+        return self.starts[1:] - self.starts[:-1]
+
+    def of_position(self, positions: torch.Tensor) -> torch.Tensor:
+        """The basket number of each flat item position."""
+        return torch.searchsorted(self.starts, positions, right=True) - 1
+
+    def user_of(self) -> torch.Tensor:
+        """``(n_baskets,)`` the user of each basket."""
+        return torch.repeat_interleave(torch.arange(self.offsets.shape[0] - 1), self.offsets[1:] - self.offsets[:-1])
+
+    def window(self, users: torch.Tensor, ends: torch.Tensor, length: int) -> torch.Tensor:
+        """``(B, length, width)`` item ids of the ``length`` baskets before basket ``ends`` (exclusive) of each
+        user, oldest first, left-padded with all-(-1) rows where the user has fewer."""
+        baskets = Histories(torch.arange(self.count), self.offsets).window(users, ends, length)  # (B, L), -1 pad
+        if self.count == 0:
+            return baskets.unsqueeze(-1)
+        real = baskets >= 0
+        first = self.starts[baskets.clamp(min=0)]
+        size = torch.where(real, self.sizes()[baskets.clamp(min=0)], torch.zeros_like(baskets))
+        slot = torch.arange(max(int(size.max()) if size.numel() else 0, 1))
+        picked = self.histories.items[(first.unsqueeze(-1) + slot).clamp(max=int(self.histories.items.shape[0]) - 1)]
+        return torch.where(slot < size.unsqueeze(-1), picked, torch.full_like(picked, -1))
+
+    def last(self, users: torch.Tensor, length: int) -> torch.Tensor:
+        """The ``length`` most recent baskets of each user, ``(B, length, width)`` (padded with -1)."""
         return self.window(users, self.offsets[users + 1], length)
 
 
@@ -159,13 +229,15 @@ class TwoTower(nn.Module):
         self.user = user
         self.normalize = normalize
         self.max_history = int(getattr(user, "max_history", 50))
+        self.basket = bool(getattr(user, "basket", False))
 
     def item_vectors(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         vectors, weights = self.item(index)
         return (F.normalize(vectors, dim=-1) if self.normalize else vectors), weights
 
     def user_vectors(self, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """User vectors from history item ids ``(B, L)`` (-1 = padding), given the item vectors."""
+        """User vectors from history item ids ``(B, L)``, or baskets ``(B, L, width)`` (-1 = padding), given the
+        item vectors."""
         return encode_users(self.user, item_vectors, history, users, self.normalize)
 
     def user_sequence(self, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -181,9 +253,16 @@ def encode_users(
     normalize: bool,
 ) -> torch.Tensor:
     """Run a user tower (its forward, or its ``encode_sequence``) on history item ids ``(B, L)`` (-1 = padding)
-    over the given item vectors; the output is normalised along its last dimension when ``normalize``."""
+    over the given item vectors; the output is normalised along its last dimension when ``normalize``.
+
+    A basket history ``(B, L, width)`` (:meth:`Baskets.window`) is one step per basket: the step's vector is the
+    mean of its items' vectors, and a step is padding when its basket is.
+    """
     mask = history >= 0
     vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
+    if history.dim() == 3:
+        count = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(vectors.dtype)
+        vectors, mask = vectors.sum(dim=-2) / count, mask.any(dim=-1)
     out = tower(vectors, mask, users)
     return F.normalize(out, dim=-1) if normalize else out
 
@@ -200,12 +279,14 @@ class TwoTowerScorer:
         self.item_vectors = item_vectors
         self.normalize = normalize
         self.max_history = int(getattr(tower, "max_history", 50))
+        self.basket = bool(getattr(tower, "basket", False))
 
     @torch.no_grad()
     def user_vectors(
         self, users: npt.NDArray[np.int64], histories: Histories, batch_size: int = 1024, *, users_known: bool = True
     ) -> torch.Tensor:
-        """User vectors from each user's last ``max_history`` items in ``histories``.
+        """User vectors from each user's last ``max_history`` items in ``histories`` (baskets with a ``basket``
+        tower: one step per basket; histories without timestamps have one item per basket).
 
         Args:
             users: rows of ``histories`` (internal user ids when ``users_known``).
@@ -213,11 +294,12 @@ class TwoTowerScorer:
                 tower gets no user ids.
         """
         index = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        steps: Histories | Baskets = histories.baskets if self.basket else histories
         out = [
             encode_users(
                 self.tower,
                 self.item_vectors,
-                histories.last(index[start : start + batch_size], self.max_history),
+                steps.last(index[start : start + batch_size], self.max_history),
                 index[start : start + batch_size] if users_known else None,
                 self.normalize,
             )
