@@ -48,7 +48,7 @@ def test_equal_timestamps_of_one_user_form_one_basket_in_file_order() -> None:
     h = histories()
     baskets = h.baskets
     assert h.items.tolist() == [i for b in BASKETS for i in b]  # by user and time, file order within a timestamp
-    assert baskets.count == 6 and baskets.sizes().tolist() == [3, 1, 2, 1, 2, 2]
+    assert baskets.count == 6 and baskets.sizes.tolist() == [3, 1, 2, 1, 2, 2]
     assert baskets.offsets.tolist() == [0, 3, 5, 5, 6]  # user 2 has no basket
     assert baskets.user_of().tolist() == [0, 0, 0, 1, 1, 3]
     assert baskets.of_position(torch.arange(11)).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4, 5, 5]
@@ -56,13 +56,15 @@ def test_equal_timestamps_of_one_user_form_one_basket_in_file_order() -> None:
     assert last.shape == (4, 2, 2)  # as wide as the widest basket of the batch
     assert rows(last) == [[[13], [14, 15]], [[20], [22, 21]], [[], []], [[], [31, 30]]]
     assert rows(baskets.last(torch.tensor([0]), 4)) == [[[], [12, 10, 11], [13], [14, 15]]]
+    # at most two items of a basket: its last ones in file order
+    assert rows(baskets.last(torch.tensor([0, 1]), 3, 2)) == [[[10, 11], [13], [14, 15]], [[], [20], [22, 21]]]
     assert rows(baskets.window(torch.tensor([0, 1]), torch.tensor([2, 4]), 3)) == [
         [[], [12, 10, 11], [13]],
         [[], [], [20]],
     ]
     # histories without timestamps (a session sent to the server): one item per basket
     plain = Histories(h.items, h.offsets)
-    assert plain.baskets.sizes().tolist() == [1] * 11
+    assert plain.baskets.sizes.tolist() == [1] * 11
     assert rows(plain.baskets.last(torch.tensor([1]), 2)) == [[[22], [21]]]
 
 
@@ -74,7 +76,10 @@ def test_a_basket_step_is_the_mean_of_its_item_vectors() -> None:
         seen.append((history, mask))
         return history[:, -1]
 
-    encode_users(tower, vectors, histories().baskets.last(torch.tensor([0, 2]), 3), None, normalize=False)
+    vectors.requires_grad_(True)
+    out = encode_users(tower, vectors, histories().baskets.last(torch.tensor([0, 2]), 3), None, normalize=False)
+    out.sum().backward()  # type: ignore[no-untyped-call]
+    assert vectors.grad is not None and vectors.grad[10:16].abs().sum() > 0 and not vectors.grad[16:].any()
     history, mask = seen[0]
     assert mask.tolist() == [[True, True, True], [False, False, False]]
     torch.testing.assert_close(history[0, 0], vectors[[12, 10, 11]].mean(0))
@@ -103,7 +108,8 @@ def test_sequential_training_never_predicts_an_item_from_its_own_basket(max_hist
         before = [i for i in history[b, : t + 1].flatten().tolist() if i >= 0]
         # the history of a target ends exactly at the basket before its own
         assert before and max(basket_of(i) for i in before) == basket_of(target) - 1
-        assert sorted(i for i in history[b, t].tolist() if i >= 0) == sorted(BASKETS[basket_of(target) - 1])
+        # all of it, up to max_history items (a basket's last ones)
+        assert [i for i in history[b, t].tolist() if i >= 0] == BASKETS[basket_of(target) - 1][-max_history:]
         predicted.append(target)
     # every item but those of a user's first basket is a target, once
     assert sorted(predicted) == sorted(i for b in (1, 2, 4) for i in BASKETS[b])
@@ -124,8 +130,8 @@ def test_per_interaction_training_reads_the_baskets_before_the_target() -> None:
     assert keep is None and groups is not None and history.shape[:2] == (11, 2)
     for row, target in enumerate(targets.tolist()):
         own = basket_of(target)
-        # the user's (at most two) baskets before the target's own, never the target's basket-mates
-        expected = [BASKETS[b] for b in (own - 2, own - 1) if b >= 0 and BASKET_USERS[b] == BASKET_USERS[own]]
+        # the user's (at most two) baskets before the target's own (at most two items each), never its basket-mates
+        expected = [BASKETS[b][-2:] for b in (own - 2, own - 1) if b >= 0 and BASKET_USERS[b] == BASKET_USERS[own]]
         assert [s for s in rows(history[row : row + 1])[0] if s] == expected
         assert groups[row] == own
     assert torch.isfinite(train.loss(positions, torch.Generator().manual_seed(0)))

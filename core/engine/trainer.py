@@ -272,7 +272,7 @@ class Trainer:
                 return self.train.window(users, positions, length), self.train.items[positions], users, None, None
             # the target's history ends at the basket before its own
             ends = baskets.of_position(positions)
-            return baskets.window(users, ends, length), self.train.items[positions], users, None, ends
+            return baskets.window(users, ends, length, length), self.train.items[positions], users, None, ends
         # a position is a window's exclusive end, so its user is the one of the item (basket) before it
         if baskets is None:
             users = self.user_of[positions - 1]
@@ -281,8 +281,8 @@ class Trainer:
             return history, targets, users, (targets >= 0) & (history >= 0), None
         assert self.basket_user is not None
         users = self.basket_user[positions - 1]
-        history = baskets.window(users, positions - 1, length)
-        targets = baskets.window(users, positions, length)
+        history = baskets.window(users, positions - 1, length, length)
+        targets = baskets.window(users, positions, length)  # every item of a basket is a target
         keep = (targets >= 0) & (history >= 0).any(dim=-1, keepdim=True)
         steps = positions.unsqueeze(1) * length + torch.arange(length).unsqueeze(0)
         return history, targets, users, keep, steps.unsqueeze(-1).expand_as(keep)[keep]

@@ -122,9 +122,15 @@ class Baskets:
         """The number of baskets."""
         return int(self.starts.shape[0] - 1)
 
+    @functools.cached_property
     def sizes(self) -> torch.Tensor:
         """``(n_baskets,)`` items per basket."""
         return self.starts[1:] - self.starts[:-1]
+
+    @functools.cached_property
+    def numbers(self) -> Histories:
+        """The basket numbers as a history (its items are baskets), to cut windows of baskets."""
+        return Histories(torch.arange(self.count), self.offsets)
 
     def of_position(self, positions: torch.Tensor) -> torch.Tensor:
         """The basket number of each flat item position."""
@@ -134,22 +140,30 @@ class Baskets:
         """``(n_baskets,)`` the user of each basket."""
         return torch.repeat_interleave(torch.arange(self.offsets.shape[0] - 1), self.offsets[1:] - self.offsets[:-1])
 
-    def window(self, users: torch.Tensor, ends: torch.Tensor, length: int) -> torch.Tensor:
+    def window(self, users: torch.Tensor, ends: torch.Tensor, length: int, most: int | None = None) -> torch.Tensor:
         """``(B, length, width)`` item ids of the ``length`` baskets before basket ``ends`` (exclusive) of each
-        user, oldest first, left-padded with all-(-1) rows where the user has fewer."""
-        baskets = Histories(torch.arange(self.count), self.offsets).window(users, ends, length)  # (B, L), -1 pad
+        user, oldest first, left-padded with all-(-1) rows where the user has fewer.
+
+        Args:
+            most: keep at most this many items of a basket, its last ones in the data's order (``None``: all), so
+                that one huge basket (a bulk import under one timestamp) cannot blow up the batch.
+        """
+        baskets = self.numbers.window(users, ends, length)  # (B, L) basket numbers, -1 padded
         if self.count == 0:
             return baskets.unsqueeze(-1)
         real = baskets >= 0
-        first = self.starts[baskets.clamp(min=0)]
-        size = torch.where(real, self.sizes()[baskets.clamp(min=0)], torch.zeros_like(baskets))
+        size = torch.where(real, self.sizes[baskets.clamp(min=0)], torch.zeros_like(baskets))
+        if most is not None:
+            size = size.clamp(max=most)
+        first = self.starts[baskets.clamp(min=0) + 1] - size  # the basket's end minus the items kept
         slot = torch.arange(max(int(size.max()) if size.numel() else 0, 1))
         picked = self.histories.items[(first.unsqueeze(-1) + slot).clamp(max=int(self.histories.items.shape[0]) - 1)]
         return torch.where(slot < size.unsqueeze(-1), picked, torch.full_like(picked, -1))
 
-    def last(self, users: torch.Tensor, length: int) -> torch.Tensor:
-        """The ``length`` most recent baskets of each user, ``(B, length, width)`` (padded with -1)."""
-        return self.window(users, self.offsets[users + 1], length)
+    def last(self, users: torch.Tensor, length: int, most: int | None = None) -> torch.Tensor:
+        """The ``length`` most recent baskets of each user, ``(B, length, width)`` (padded with -1; ``most`` as in
+        :meth:`window`)."""
+        return self.window(users, self.offsets[users + 1], length, most)
 
 
 class ItemTower(nn.Module):
@@ -258,13 +272,28 @@ def encode_users(
     A basket history ``(B, L, width)`` (:meth:`Baskets.window`) is one step per basket: the step's vector is the
     mean of its items' vectors, and a step is padding when its basket is.
     """
-    mask = history >= 0
-    vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
     if history.dim() == 3:
-        count = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(vectors.dtype)
-        vectors, mask = vectors.sum(dim=-2) / count, mask.any(dim=-1)
+        vectors, mask = basket_means(item_vectors, history)
+    else:
+        mask = history >= 0
+        vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
     out = tower(vectors, mask, users)
     return F.normalize(out, dim=-1) if normalize else out
+
+
+def basket_means(item_vectors: torch.Tensor, baskets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, L, dim)`` mean item vector of each basket of ``baskets`` ``(B, L, width)`` (-1 = padding; zeros for an
+    empty step) and the ``(B, L)`` mask of real steps; only the real items are gathered (no ``width`` × ``dim``
+    copy per step)."""
+    batch, length, _ = baskets.shape
+    real = baskets >= 0
+    where = real.nonzero()
+    step = where[:, 0] * length + where[:, 1]
+    dim = item_vectors.shape[-1]
+    sums = torch.zeros(batch * length, dim, dtype=item_vectors.dtype, device=item_vectors.device)
+    sums = sums.index_add(0, step.to(item_vectors.device), item_vectors[baskets[real].to(item_vectors.device)])
+    count = real.sum(dim=-1).reshape(-1, 1).clamp(min=1).to(device=sums.device, dtype=sums.dtype)
+    return (sums / count).reshape(batch, length, dim), real.any(dim=-1)
 
 
 class TwoTowerScorer:
@@ -294,18 +323,24 @@ class TwoTowerScorer:
                 tower gets no user ids.
         """
         index = torch.as_tensor(np.asarray(users, dtype=np.int64))
-        steps: Histories | Baskets = histories.baskets if self.basket else histories
         out = [
             encode_users(
                 self.tower,
                 self.item_vectors,
-                steps.last(index[start : start + batch_size], self.max_history),
+                self.recent(histories, index[start : start + batch_size]),
                 index[start : start + batch_size] if users_known else None,
                 self.normalize,
             )
             for start in range(0, len(index), batch_size)
         ]
         return torch.cat(out) if out else torch.empty(0, self.item_vectors.shape[1])
+
+    def recent(self, histories: Histories, users: torch.Tensor) -> torch.Tensor:
+        """What the tower reads of each user: the last ``max_history`` items ``(B, L)``, or with a ``basket``
+        tower the last ``max_history`` baskets ``(B, L, width)``, each cut to its last ``max_history`` items."""
+        if self.basket:
+            return histories.baskets.last(users, self.max_history, self.max_history)
+        return histories.last(users, self.max_history)
 
     def score(self, users: npt.NDArray[np.int64], history: pd.DataFrame | Histories) -> torch.Tensor:
         if not isinstance(history, Histories):

@@ -32,8 +32,9 @@ class HistoryParams(Params):
     basket: bool = Field(
         False,
         description="Read a user's interactions with one timestamp (a basket) as one step of the history: the mean "
-        "of their item vectors, one position. Training never predicts an item from its own basket (its history ends "
-        "at the basket before). A history without timestamps (a session sent to the server) is one item per step.",
+        "of their item vectors (at most the last max_history of them), one position. Training never predicts an item "
+        "from its own basket (its history ends at the basket before). A history without timestamps (a session sent "
+        "to the server) is one item per step.",
     )
 
 
