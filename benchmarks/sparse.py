@@ -7,10 +7,14 @@ movies and posters, made sparse in three ways:
   catalogue (title, genres, tags, poster) with no interaction at all;
 - **few interactions per user**: each user keeps their first ``--per-user`` (default 12) remaining ratings;
 - **day-level timestamps**: every timestamp is cut to its day, so a day's ratings tie, like a basket; the file
-  lists them in their true order (by the original second), so file order carries the within-day order.
+  lists them in their true order (by the original second), so file order carries the within-day order. With
+  ``--shuffle-days`` it lists each day's ratings in a seeded random order instead, as a receipt that lists a
+  basket in no meaningful order would: the same interactions, but file order carries nothing.
 
     python benchmarks/sparse.py                       # derive the data and run every row
     python benchmarks/sparse.py --only sasrec,fused   # some rows
+    python benchmarks/sparse.py --only sasrec,sasrec-basket --epochs 6   # basket: true against the default
+    python benchmarks/sparse.py --shuffle-days --out benchmarks/results/sparse-shuffled   # file order says nothing
 
 Writes the data into ``--out``/data and ``sparse.json`` / ``sparse.md`` (test metrics with 95% intervals; the
 rows chosen on nothing but their defaults: no tuning) into ``--out`` (default benchmarks/results/sparse).
@@ -40,6 +44,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "itemknn": ("item-item cosine kNN", {"model": {"type": "itemknn"}}),
     "lightgcn": ("LightGCN, 3 layers, BPR", {"model": {"type": "lightgcn"}}),
     "sasrec": ("ids only, causal transformer, equal timestamps in file order", {"user": SEQ, "ids": True}),
+    "sasrec-basket": ("the same, a same-day basket as one step (basket: true)", {"user": {**SEQ, "basket": True},
+                                                                                "ids": True}),
     "sasrec-item-order": ("the same, equal timestamps by item id (tie_break: item_id)", {"user": SEQ, "ids": True,
                                                                                           "tie_break": "item_id"}),
     "fused": ("poster + text, attention fuser, transformer, + item ids", {"user": SEQ, "ids": True,
@@ -47,7 +53,9 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 
-def derive(source: Path, out: Path, per_user: int, keep_items: float, seed: int) -> dict[str, Any]:
+def derive(
+    source: Path, out: Path, per_user: int, keep_items: float, seed: int, shuffle_days: bool = False
+) -> dict[str, Any]:
     """Write the sparse data set into ``out`` (a movielens folder); returns its figures."""
     ratings = pd.read_csv(source / "ratings.csv")
     rng = np.random.default_rng(seed)
@@ -57,6 +65,8 @@ def derive(source: Path, out: Path, per_user: int, keep_items: float, seed: int)
     sparse = sparse.groupby("userId", sort=False).head(per_user).copy()
     order = sparse["timestamp"].to_numpy()  # the true order, before the days erase it
     sparse["timestamp"] = sparse["timestamp"] // DAY * DAY
+    if shuffle_days:  # within a day, a seeded random order (the days themselves stay in order)
+        order = sparse["timestamp"].to_numpy() + rng.random(len(sparse))
     sparse = sparse.iloc[np.lexsort((order, sparse["userId"].to_numpy()))]
     out.mkdir(parents=True, exist_ok=True)
     sparse.to_csv(out / "ratings.csv", index=False)
@@ -72,7 +82,7 @@ def derive(source: Path, out: Path, per_user: int, keep_items: float, seed: int)
         "interactions": len(sparse),
         "interactions per user (mean)": round(len(sparse) / sparse["userId"].nunique(), 2),
         "share of interactions in a same-day basket of 2+": round(float(day[day > 1].sum() / len(sparse)), 3),
-        "derived with": {"per_user": per_user, "keep_items": keep_items, "seed": seed},
+        "derived with": {"per_user": per_user, "keep_items": keep_items, "seed": seed, "shuffle_days": shuffle_days},
     }
 
 
@@ -96,6 +106,11 @@ def pipeline(data: Path, row: dict[str, Any], epochs: int) -> dict[str, Any]:
     return spec
 
 
+def cells(metrics: dict[str, float], ci: dict[str, list[float]]) -> dict[str, str]:
+    """Each metric as ``value [low, high]`` (the value alone where no interval was measured)."""
+    return {k: f"{v:.4f} [{ci[k][0]:.4f}, {ci[k][1]:.4f}]" if k in ci else f"{v:.4f}" for k, v in metrics.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sparse")
@@ -105,10 +120,11 @@ def main() -> None:
     parser.add_argument("--keep-items", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shuffle-days", action="store_true", help="list each day's ratings in a random order")
     args = parser.parse_args()
     from fusionrec.core.api import Pipeline
 
-    figures = derive(args.source, args.out / "data", args.per_user, args.keep_items, args.seed)
+    figures = derive(args.source, args.out / "data", args.per_user, args.keep_items, args.seed, args.shuffle_days)
     print(json.dumps(figures, indent=1))
     results: list[dict[str, Any]] = []
     names = args.only.split(",") if args.only else list(ROWS)
@@ -120,19 +136,21 @@ def main() -> None:
         started = time.perf_counter()
         run = Pipeline.load(pipeline(args.out / "data", row, args.epochs)).train(args.out / "runs" / name, fresh=True)
         test = run.metrics["test"]
-        results.append({"row": name, "what": what, "valid": run.metrics["valid"]["metrics"], **test,
+        results.append({"row": name, "what": what, "valid": run.metrics["valid"]["metrics"],
+                        "valid_ci": run.metrics["valid"]["ci"], "epochs": args.epochs, "load": os.getloadavg(),
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **test,
                         "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
         print(name, {k: round(v, 4) for k, v in test["metrics"].items()}, flush=True)
     results.sort(key=lambda r: list(ROWS).index(r["row"]))
     report = {"data": figures, "rows": results, "machine": platform.platform(), "load": os.getloadavg(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     (args.out / "sparse.json").write_text(json.dumps(report, indent=1, default=str))
-    lines = ["| row | what | test R@20 [95% CI] | test N@20 [95% CI] | valid N@20 |", "|---|---|---|---|---|"]
+    lines = ["| row | what | test R@20 [95% CI] | test N@20 [95% CI] | valid R@20 [95% CI] | valid N@20 [95% CI] |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
-        m, ci = r["metrics"], r["ci"]
-        cell = {k: f"{m[k]:.4f} [{ci[k][0]:.4f}, {ci[k][1]:.4f}]" if k in ci else f"{m[k]:.4f}" for k in m}
-        lines.append(f"| {r['row']} | {r['what']} | {cell['recall@20']} | {cell['ndcg@20']} | "
-                     f"{r['valid']['ndcg@20']:.4f} |")  # fmt: skip
+        test, valid = cells(r["metrics"], r["ci"]), cells(r["valid"], r.get("valid_ci", {}))
+        lines.append(f"| {r['row']} | {r['what']} | {test['recall@20']} | {test['ndcg@20']} | "
+                     f"{valid['recall@20']} | {valid['ndcg@20']} |")  # fmt: skip
     (args.out / "sparse.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(yaml.safe_dump({"load": report["load"]}))

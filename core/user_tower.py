@@ -19,12 +19,16 @@ class UserTower(nn.Module):
             reads no history (a user-id embedding).
         sequential: true for towers that implement :meth:`encode_sequence` (SASRec-style towers, trained on the
             next item at every position at once).
+        basket: true for towers that read one step per basket (a user's interactions with one timestamp): the
+            engine feeds them the mean of each basket's item vectors as one position, counts ``max_history`` in
+            baskets, and trains every item on the baskets before its own.
     """
 
     item_dim: int
     out_dim: int
     max_history: int
     sequential: bool = False
+    basket: bool = False
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode_history(history, mask, users)

@@ -1,7 +1,8 @@
 """One batch's loss and gradients, in one process or as one rank of ``torchrun --nproc_per_node N`` (gloo).
 
-``python tests/ddp_loss_worker.py LOSS OUT``: writes ``OUT/rank-<rank>.pt`` with the loss and every parameter's
-gradient after one backward pass, the batch split over the ranks as the trainer splits a global batch. Used by
+``python tests/ddp_loss_worker.py LOSS[+basket] OUT``: writes ``OUT/rank-<rank>.pt`` with the loss and every parameter's
+gradient after one backward pass, the batch split over the ranks as the trainer splits a global batch (``+basket``:
+each user's interactions form two baskets, of 2 and 3 items, read by a ``basket`` tower). Used by
 tests/test_distributed.py to check that the split loss and gradients equal the whole batch's in one process.
 """
 
@@ -25,6 +26,7 @@ class MeanTower(nn.Module):
     """A small user tower: a linear map of the mean of the history's item vectors."""
 
     max_history = 4
+    basket = False
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -37,12 +39,17 @@ class MeanTower(nn.Module):
 
 def trainer(loss: str, ranks: distributed.Ranks | None) -> Trainer:
     torch.manual_seed(0)
+    loss, _, basket = loss.partition("+")
     n_users, n_items, per_user, dim = 6, 9, 5, 8
     items = torch.randint(0, n_items, (n_users * per_user,), generator=torch.Generator().manual_seed(1))
-    history = Histories(items, torch.arange(0, n_users * per_user + 1, per_user))
+    offsets = torch.arange(0, n_users * per_user + 1, per_user)
+    starts = torch.cat([torch.stack([offsets[:-1], offsets[:-1] + 2], 1).flatten(), offsets[-1:]])
+    history = Histories(items, offsets, starts if basket else None)
     features = {"x": (torch.randn(n_items, 5).numpy(), torch.ones(n_items, dtype=torch.bool).numpy())}
     fuser = ConcatFuser({"x": 5}, dim=dim)
-    model = TwoTower(ItemTower(features, fuser, n_items, dim, True), MeanTower(dim), normalize=True)
+    tower = MeanTower(dim)
+    tower.basket = bool(basket)
+    model = TwoTower(ItemTower(features, fuser, n_items, dim, True), tower, normalize=True)
     config = TrainConfig(loss=loss, batch_size=n_users * per_user, device="cpu", seed=0)
     return Trainer(model, history, config, RunDir(Path("unused"), {}), None, ranks=ranks)
 

@@ -60,7 +60,7 @@ def two_process_run(pipeline: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("loss", ["sampled_softmax", "softmax"])
+@pytest.mark.parametrize("loss", ["sampled_softmax", "softmax", "sampled_softmax+basket"])
 def test_a_batch_split_over_two_ranks_has_the_whole_batch_loss_and_gradients(tmp_path: Path, loss: str) -> None:
     run([sys.executable, str(WORKER), loss, str(tmp_path / "one")])
     run(torchrun(str(WORKER), loss, str(tmp_path / "two")))

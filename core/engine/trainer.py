@@ -5,6 +5,11 @@ Every training interaction is a target; the user tower reads the user's items be
 (``encode_sequence``) are trained SASRec-style instead: each user's sequence is cut into windows, and every position
 of a window predicts the next item in one pass.
 
+A ``basket`` tower (equal timestamps of one user form one step of the history) is trained on baskets: the history of
+a target ends at the basket before the target's (never at another item of its own basket), sequential windows are
+cut in baskets and every item of the next basket is a target of a position; in the sampled softmax, the targets
+read from the same history (the same basket) are not each other's negatives.
+
 Losses: ``sampled_softmax`` (the batch's other targets are the negatives, minus log of their training frequency:
 the logQ correction of Yi et al. 2019), ``softmax`` (the whole catalogue) and ``bpr`` (one uniform negative).
 AdamW; early stopping on validation Recall@20; a checkpoint after every epoch, so ``--resume`` continues a killed
@@ -42,7 +47,7 @@ from fusionrec.core.assembly.config import TrainConfig
 from fusionrec.core.engine import distributed
 from fusionrec.core.engine.distributed import Ranks
 from fusionrec.core.engine.rundir import RunDir
-from fusionrec.core.engine.two_tower import Histories, TwoTower
+from fusionrec.core.engine.two_tower import Baskets, Histories, TwoTower
 
 CHECKPOINT = "checkpoint-{epoch}.pt"
 BEST = "best-{epoch}.pt"
@@ -84,7 +89,8 @@ class Towers(nn.Module):
     """One training step's forward pass through both towers: what DistributedDataParallel wraps.
 
     Returns the user vectors of the batch's targets and the vectors of the items the batch needs (``needed``; all
-    items when ``None``).
+    items when ``None``). In sequential mode ``keep`` selects the targets: ``(B, L)``, or ``(B, L, width)`` with
+    baskets (every item of the next basket is a target of a position).
     """
 
     def __init__(self, model: TwoTower, sequential: bool) -> None:
@@ -98,8 +104,21 @@ class Towers(nn.Module):
         item_vectors, _ = self.model.item_vectors(needed)
         if self.sequential:
             assert keep is not None
-            return self.model.user_sequence(item_vectors, history, users)[keep], item_vectors
+            states = self.model.user_sequence(item_vectors, history, users)
+            if keep.dim() == 3:
+                states = states.unsqueeze(2).expand(-1, -1, keep.shape[2], -1)
+            return states[keep], item_vectors
         return self.model.user_vectors(item_vectors, history, users), item_vectors
+
+
+def not_negatives(targets: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
+    """``(n, n)`` bool: the in-batch targets that are not negatives of a row: other copies of its target and, with
+    ``groups``, the targets read from the same user vector (its basket's other items); never the diagonal."""
+    same = targets.unsqueeze(0) == targets.unsqueeze(1)
+    if groups is not None:
+        same |= groups.unsqueeze(0) == groups.unsqueeze(1)
+    same.fill_diagonal_(False)  # another copy of the target is not a negative
+    return same
 
 
 def device_of(config: TrainConfig) -> torch.device:
@@ -156,6 +175,9 @@ class Trainer:
         counts = torch.bincount(train.items, minlength=n_items).double()
         self.log_q = torch.log((counts + 1.0) / (counts.sum() + n_items)).float().to(self.device)
         self.user_of = torch.repeat_interleave(torch.arange(train.n_users), train.lengths())
+        # a basket tower reads (and, sequential, is trained on) one step per basket
+        self.baskets: Baskets | None = train.baskets if model.basket and model.max_history > 0 else None
+        self.basket_user = self.baskets.user_of() if self.baskets is not None else None
         self.state = TrainState()
         self.towers = Towers(self.model, self.sequential)
         self.forward: nn.Module = self.towers
@@ -163,12 +185,14 @@ class Trainer:
     # examples -------------------------------------------------------------------------------------------------
 
     def examples(self) -> torch.Tensor:
-        """Flat positions of the targets (per-interaction mode) or of the window ends (sequential mode)."""
+        """Flat positions of the targets (per-interaction mode) or of the window ends (sequential mode; basket
+        numbers with baskets)."""
         if not self.sequential:
             return torch.arange(self.train.items.shape[0])
         length = self.model.max_history
         ends: list[int] = []
-        starts, stops = self.train.offsets[:-1].tolist(), self.train.offsets[1:].tolist()
+        offsets = self.baskets.offsets if self.baskets is not None else self.train.offsets
+        starts, stops = offsets[:-1].tolist(), offsets[1:].tolist()
         for start, stop in zip(starts, stops, strict=True):
             # windows end at the user's last item and step back by max_history; a window needs a target with
             # at least one item before it
@@ -193,17 +217,7 @@ class Trainer:
         what is differentiated is scaled so that DistributedDataParallel's average over ranks of the gradients is
         the global batch's gradient (:meth:`distributed_objective`).
         """
-        # in sequential mode a position is a window's exclusive end, so its user is the one of the item before it
-        users = self.user_of[positions - 1 if self.sequential else positions]
-        length = self.model.max_history
-        keep = None
-        if self.sequential:
-            history = self.train.window(users, positions - 1, length)
-            targets = self.train.window(users, positions, length)
-            keep = (targets >= 0) & (history >= 0)
-        else:
-            history = self.train.window(users, positions, length)
-            targets = self.train.items[positions]
+        history, targets, users, keep, groups = self.examples_at(positions)
         n_targets = int(keep.sum()) if keep is not None else len(targets)
         n_items = self.model.item.n_items
         negatives = torch.randint(0, n_items, (n_targets,), generator=generator) if self.config.loss == "bpr" else None
@@ -222,8 +236,9 @@ class Trainer:
             keep.to(self.device) if keep is not None else None,
         )
         targets = (targets[keep] if keep is not None else targets).to(self.device)
+        groups = groups.to(self.device) if groups is not None else None
         if self.ranks is not None:
-            return self.distributed_objective(user_vectors, item_vectors, targets, local, negatives)
+            return self.distributed_objective(user_vectors, item_vectors, targets, local, negatives, groups)
         scale = self.scale()
         if self.config.loss == "softmax":
             value = F.cross_entropy(user_vectors @ item_vectors.T * scale, targets)
@@ -232,9 +247,7 @@ class Trainer:
         rows = local.to(self.device)[targets]
         if self.config.loss == "sampled_softmax":
             logits = user_vectors @ item_vectors[rows].T * scale - self.log_q[targets].unsqueeze(0)
-            same = targets.unsqueeze(0) == targets.unsqueeze(1)
-            same.fill_diagonal_(False)  # another copy of the target is not a negative
-            logits = logits.masked_fill(same, float("-inf"))
+            logits = logits.masked_fill(not_negatives(targets, groups), float("-inf"))
             value = F.cross_entropy(logits, torch.arange(len(targets), device=self.device))
             return value, value
         assert negatives is not None
@@ -242,6 +255,37 @@ class Trainer:
         negative = (user_vectors * item_vectors[local.to(self.device)[negatives.to(self.device)]]).sum(-1)
         value = -F.logsigmoid((positive - negative) * scale).mean()
         return value, value
+
+    def examples_at(
+        self, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(history, targets, users, keep, groups)`` of the examples at ``positions`` (see :meth:`examples`).
+
+        ``history`` holds item ids ``(B, L)``, or baskets ``(B, L, width)``; ``targets`` the target ids, ``(B,)``
+        per interaction, ``(B, L)`` or ``(B, L, width)`` in sequential mode, where ``keep`` selects the real ones.
+        ``groups`` (baskets only) numbers the user vector each kept target is read from, the same across ranks.
+        """
+        length, baskets = self.model.max_history, self.baskets
+        if not self.sequential:
+            users = self.user_of[positions]
+            if baskets is None:
+                return self.train.window(users, positions, length), self.train.items[positions], users, None, None
+            # the target's history ends at the basket before its own
+            ends = baskets.of_position(positions)
+            return baskets.window(users, ends, length, length), self.train.items[positions], users, None, ends
+        # a position is a window's exclusive end, so its user is the one of the item (basket) before it
+        if baskets is None:
+            users = self.user_of[positions - 1]
+            history = self.train.window(users, positions - 1, length)
+            targets = self.train.window(users, positions, length)
+            return history, targets, users, (targets >= 0) & (history >= 0), None
+        assert self.basket_user is not None
+        users = self.basket_user[positions - 1]
+        history = baskets.window(users, positions - 1, length, length)
+        targets = baskets.window(users, positions, length)  # every item of a basket is a target
+        keep = (targets >= 0) & (history >= 0).any(dim=-1, keepdim=True)
+        steps = positions.unsqueeze(1) * length + torch.arange(length).unsqueeze(0)
+        return history, targets, users, keep, steps.unsqueeze(-1).expand_as(keep)[keep]
 
     def scale(self) -> float:
         return 1.0 / self.config.temperature if (self.config.normalize or self.config.loss != "bpr") else 1.0
@@ -253,6 +297,7 @@ class Trainer:
         targets: torch.Tensor,
         local: torch.Tensor | None,
         negatives: torch.Tensor | None,
+        groups: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss of the global batch from this rank's slice, and what this rank differentiates.
 
@@ -272,9 +317,8 @@ class Trainer:
             items_all = distributed.gather_rows(vectors, self.ranks)
             targets_all = distributed.gather_rows(targets, self.ranks)
             logits = users_all @ items_all.T * scale - self.log_q[targets_all].unsqueeze(0)
-            same = targets_all.unsqueeze(0) == targets_all.unsqueeze(1)
-            same.fill_diagonal_(False)
-            logits = logits.masked_fill(same, float("-inf"))
+            groups_all = distributed.gather_rows(groups, self.ranks) if groups is not None else None
+            logits = logits.masked_fill(not_negatives(targets_all, groups_all), float("-inf"))
             value = F.cross_entropy(logits, torch.arange(len(targets_all), device=self.device))
             return value, value * world
         if self.config.loss == "softmax":

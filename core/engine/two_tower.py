@@ -10,6 +10,7 @@ are inner products (cosine when ``train.normalize``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -44,10 +45,14 @@ class Histories:
             index labels, positions in :attr:`~fusionrec.core.data.InteractionData.interactions`, which keep the
             data file's order).
         offsets: ``(n_users + 1,)``: user ``u``'s items are ``items[offsets[u]:offsets[u + 1]]``.
+        starts: ``(n_baskets + 1,)`` flat positions where each basket begins, then ``n``: a basket is a run of one
+            user's interactions with equal timestamps (:meth:`from_frame` sets it). ``None`` (histories built
+            without timestamps, such as a session sent to the server): every interaction is a basket of its own.
     """
 
     items: torch.Tensor
     offsets: torch.Tensor
+    starts: torch.Tensor | None = None
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, n_users: int) -> Histories:
@@ -56,7 +61,12 @@ class Histories:
         counts = np.bincount(users, minlength=n_users)
         offsets = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        return cls(torch.from_numpy(ordered["item"].to_numpy(np.int64).copy()), torch.from_numpy(offsets))
+        times = ordered["timestamp"].to_numpy()
+        new = np.ones(len(users), dtype=bool)  # a basket begins at a new user or a new timestamp
+        new[1:] = (users[1:] != users[:-1]) | (times[1:] != times[:-1])
+        starts = np.append(np.flatnonzero(new), len(users)).astype(np.int64)
+        items = torch.from_numpy(ordered["item"].to_numpy(np.int64).copy())
+        return cls(items, torch.from_numpy(offsets), torch.from_numpy(starts))
 
     @property
     def n_users(self) -> int:
@@ -80,6 +90,80 @@ class Histories:
     def last(self, users: torch.Tensor, length: int) -> torch.Tensor:
         """The ``length`` most recent items of each user (left-padded with -1)."""
         return self.window(users, self.offsets[users + 1], length)
+
+    @functools.cached_property
+    def baskets(self) -> Baskets:
+        """The same histories read one basket per step (:class:`Baskets`)."""
+        n = int(self.items.shape[0])
+        starts = self.starts if self.starts is not None else torch.arange(n + 1)
+        return Baskets(self, starts, torch.searchsorted(starts, self.offsets))
+
+
+@dataclass(frozen=True)
+class Baskets:
+    """Histories whose steps are baskets (``basket: true`` towers): a basket's items are one step of the history.
+
+    Basket ``b`` holds the flat positions ``starts[b]:starts[b + 1]`` of :attr:`histories`; user ``u``'s baskets are
+    ``offsets[u]:offsets[u + 1]``, oldest first. Windows hold item ids ``(B, length, width)``: one row per basket,
+    its items in the data's order, right-padded with -1 to the widest basket of the batch.
+
+    Attributes:
+        histories: the item-level histories.
+        starts: ``(n_baskets + 1,)`` flat item position where each basket begins, then ``n``.
+        offsets: ``(n_users + 1,)`` basket offsets of each user.
+    """
+
+    histories: Histories
+    starts: torch.Tensor
+    offsets: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """The number of baskets."""
+        return int(self.starts.shape[0] - 1)
+
+    @functools.cached_property
+    def sizes(self) -> torch.Tensor:
+        """``(n_baskets,)`` items per basket."""
+        return self.starts[1:] - self.starts[:-1]
+
+    @functools.cached_property
+    def numbers(self) -> Histories:
+        """The basket numbers as a history (its items are baskets), to cut windows of baskets."""
+        return Histories(torch.arange(self.count), self.offsets)
+
+    def of_position(self, positions: torch.Tensor) -> torch.Tensor:
+        """The basket number of each flat item position."""
+        return torch.searchsorted(self.starts, positions, right=True) - 1
+
+    def user_of(self) -> torch.Tensor:
+        """``(n_baskets,)`` the user of each basket."""
+        return torch.repeat_interleave(torch.arange(self.offsets.shape[0] - 1), self.offsets[1:] - self.offsets[:-1])
+
+    def window(self, users: torch.Tensor, ends: torch.Tensor, length: int, most: int | None = None) -> torch.Tensor:
+        """``(B, length, width)`` item ids of the ``length`` baskets before basket ``ends`` (exclusive) of each
+        user, oldest first, left-padded with all-(-1) rows where the user has fewer.
+
+        Args:
+            most: keep at most this many items of a basket, its last ones in the data's order (``None``: all), so
+                that one huge basket (a bulk import under one timestamp) cannot blow up the batch.
+        """
+        baskets = self.numbers.window(users, ends, length)  # (B, L) basket numbers, -1 padded
+        if self.count == 0:
+            return baskets.unsqueeze(-1)
+        real = baskets >= 0
+        size = torch.where(real, self.sizes[baskets.clamp(min=0)], torch.zeros_like(baskets))
+        if most is not None:
+            size = size.clamp(max=most)
+        first = self.starts[baskets.clamp(min=0) + 1] - size  # the basket's end minus the items kept
+        slot = torch.arange(max(int(size.max()) if size.numel() else 0, 1))
+        picked = self.histories.items[(first.unsqueeze(-1) + slot).clamp(max=int(self.histories.items.shape[0]) - 1)]
+        return torch.where(slot < size.unsqueeze(-1), picked, torch.full_like(picked, -1))
+
+    def last(self, users: torch.Tensor, length: int, most: int | None = None) -> torch.Tensor:
+        """The ``length`` most recent baskets of each user, ``(B, length, width)`` (padded with -1; ``most`` as in
+        :meth:`window`)."""
+        return self.window(users, self.offsets[users + 1], length, most)
 
 
 class ItemTower(nn.Module):
@@ -159,13 +243,15 @@ class TwoTower(nn.Module):
         self.user = user
         self.normalize = normalize
         self.max_history = int(getattr(user, "max_history", 50))
+        self.basket = bool(getattr(user, "basket", False))
 
     def item_vectors(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         vectors, weights = self.item(index)
         return (F.normalize(vectors, dim=-1) if self.normalize else vectors), weights
 
     def user_vectors(self, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """User vectors from history item ids ``(B, L)`` (-1 = padding), given the item vectors."""
+        """User vectors from history item ids ``(B, L)``, or baskets ``(B, L, width)`` (-1 = padding), given the
+        item vectors."""
         return encode_users(self.user, item_vectors, history, users, self.normalize)
 
     def user_sequence(self, item_vectors: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -181,11 +267,33 @@ def encode_users(
     normalize: bool,
 ) -> torch.Tensor:
     """Run a user tower (its forward, or its ``encode_sequence``) on history item ids ``(B, L)`` (-1 = padding)
-    over the given item vectors; the output is normalised along its last dimension when ``normalize``."""
-    mask = history >= 0
-    vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
+    over the given item vectors; the output is normalised along its last dimension when ``normalize``.
+
+    A basket history ``(B, L, width)`` (:meth:`Baskets.window`) is one step per basket: the step's vector is the
+    mean of its items' vectors, and a step is padding when its basket is.
+    """
+    if history.dim() == 3:
+        vectors, mask = basket_means(item_vectors, history)
+    else:
+        mask = history >= 0
+        vectors = item_vectors[history.clamp(min=0)] * mask.unsqueeze(-1)
     out = tower(vectors, mask, users)
     return F.normalize(out, dim=-1) if normalize else out
+
+
+def basket_means(item_vectors: torch.Tensor, baskets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, L, dim)`` mean item vector of each basket of ``baskets`` ``(B, L, width)`` (-1 = padding; zeros for an
+    empty step) and the ``(B, L)`` mask of real steps; only the real items are gathered (no ``width`` × ``dim``
+    copy per step)."""
+    batch, length, _ = baskets.shape
+    real = baskets >= 0
+    where = real.nonzero()
+    step = where[:, 0] * length + where[:, 1]
+    dim = item_vectors.shape[-1]
+    sums = torch.zeros(batch * length, dim, dtype=item_vectors.dtype, device=item_vectors.device)
+    sums = sums.index_add(0, step.to(item_vectors.device), item_vectors[baskets[real].to(item_vectors.device)])
+    count = real.sum(dim=-1).reshape(-1, 1).clamp(min=1).to(device=sums.device, dtype=sums.dtype)
+    return (sums / count).reshape(batch, length, dim), real.any(dim=-1)
 
 
 class TwoTowerScorer:
@@ -200,12 +308,14 @@ class TwoTowerScorer:
         self.item_vectors = item_vectors
         self.normalize = normalize
         self.max_history = int(getattr(tower, "max_history", 50))
+        self.basket = bool(getattr(tower, "basket", False))
 
     @torch.no_grad()
     def user_vectors(
         self, users: npt.NDArray[np.int64], histories: Histories, batch_size: int = 1024, *, users_known: bool = True
     ) -> torch.Tensor:
-        """User vectors from each user's last ``max_history`` items in ``histories``.
+        """User vectors from each user's last ``max_history`` items in ``histories`` (baskets with a ``basket``
+        tower: one step per basket; histories without timestamps have one item per basket).
 
         Args:
             users: rows of ``histories`` (internal user ids when ``users_known``).
@@ -217,13 +327,20 @@ class TwoTowerScorer:
             encode_users(
                 self.tower,
                 self.item_vectors,
-                histories.last(index[start : start + batch_size], self.max_history),
+                self.recent(histories, index[start : start + batch_size]),
                 index[start : start + batch_size] if users_known else None,
                 self.normalize,
             )
             for start in range(0, len(index), batch_size)
         ]
         return torch.cat(out) if out else torch.empty(0, self.item_vectors.shape[1])
+
+    def recent(self, histories: Histories, users: torch.Tensor) -> torch.Tensor:
+        """What the tower reads of each user: the last ``max_history`` items ``(B, L)``, or with a ``basket``
+        tower the last ``max_history`` baskets ``(B, L, width)``, each cut to its last ``max_history`` items."""
+        if self.basket:
+            return histories.baskets.last(users, self.max_history, self.max_history)
+        return histories.last(users, self.max_history)
 
     def score(self, users: npt.NDArray[np.int64], history: pd.DataFrame | Histories) -> torch.Tensor:
         if not isinstance(history, Histories):

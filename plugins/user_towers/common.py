@@ -21,7 +21,9 @@ class HistoryTower(UserTower):
     Subclasses implement :meth:`encode_items`, which sees a window whose padding positions hold zeros.
     """
 
-    def __init__(self, item_dim: int, n_users: int = 0, max_history: int = 50, user_ids: bool = False) -> None:
+    def __init__(
+        self, item_dim: int, n_users: int = 0, max_history: int = 50, user_ids: bool = False, basket: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(item_dim, int) or item_dim <= 0:
             raise ValueError(f"item_dim must be a positive integer, got {item_dim!r}")
@@ -30,6 +32,7 @@ class HistoryTower(UserTower):
         self.item_dim = item_dim
         self.out_dim = item_dim
         self.max_history = max_history
+        self.basket = bool(basket)
         self.n_users = n_users
         self.user_embedding: nn.Embedding | None = None
         if user_ids:

@@ -20,9 +20,15 @@ class MeanTower(HistoryTower):
     """
 
     def __init__(
-        self, item_dim: int, n_users: int = 0, max_history: int = 50, user_ids: bool = False, project: bool = False
+        self,
+        item_dim: int,
+        n_users: int = 0,
+        max_history: int = 50,
+        user_ids: bool = False,
+        project: bool = False,
+        basket: bool = False,
     ) -> None:
-        super().__init__(item_dim, n_users, max_history, user_ids)
+        super().__init__(item_dim, n_users, max_history, user_ids, basket)
         self.project: nn.Linear | None = None
         if project:
             self.project = nn.Linear(item_dim, item_dim)
@@ -53,8 +59,9 @@ class AttentionPoolTower(HistoryTower):
         user_ids: bool = False,
         recency: bool = True,
         dropout: float = 0.0,
+        basket: bool = False,
     ) -> None:
-        super().__init__(item_dim, n_users, max_history, user_ids)
+        super().__init__(item_dim, n_users, max_history, user_ids, basket)
         self.query = nn.Parameter(torch.randn(item_dim) / math.sqrt(item_dim))
         self.key = nn.Linear(item_dim, item_dim, bias=False)
         self.recency = nn.Parameter(torch.zeros(max(max_history, 1))) if recency else None

@@ -26,8 +26,9 @@ class GruTower(HistoryTower):
         hidden: int | None = None,
         layers: int = 1,
         dropout: float = 0.0,
+        basket: bool = False,
     ) -> None:
-        super().__init__(item_dim, n_users, max_history, user_ids)
+        super().__init__(item_dim, n_users, max_history, user_ids, basket)
         if layers < 1:
             raise ValueError(f"layers must be at least 1, got {layers}")
         hidden = hidden if hidden is not None else item_dim

@@ -62,8 +62,9 @@ class TransformerTower(HistoryTower):
         heads: int = 2,
         ffn_factor: int = 4,
         dropout: float = 0.1,
+        basket: bool = False,
     ) -> None:
-        super().__init__(item_dim, n_users, max_history, user_ids)
+        super().__init__(item_dim, n_users, max_history, user_ids, basket)
         if max_history < 1:
             raise ValueError(f"max_history must be at least 1 for the transformer tower, got {max_history}")
         if item_dim % heads:

@@ -19,12 +19,22 @@ class HistoryParams(Params):
     """Parameters every built-in tower that reads histories shares."""
 
     max_history: int = Field(
-        50, ge=1, description="How many of the user's most recent interactions the tower reads (older ones are cut)."
+        50,
+        ge=1,
+        description="How many of the user's most recent interactions (baskets with basket: true) the tower reads "
+        "(older ones are cut).",
     )
     user_ids: bool = Field(
         False,
         description="Add a learned embedding of the user id (one row per user, starting at zero) to the user "
         "vector; helps users with long histories, does nothing for users unseen in training.",
+    )
+    basket: bool = Field(
+        False,
+        description="Read a user's interactions with one timestamp (a basket) as one step of the history: the mean "
+        "of their item vectors (at most the last max_history of them), one position. Training never predicts an item "
+        "from its own basket (its history ends at the basket before). A history without timestamps (a session sent "
+        "to the server) is one item per step.",
     )
 
 
