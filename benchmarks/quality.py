@@ -127,15 +127,67 @@ def pair_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def halves_rows(baselines: list[str], candidates: list[str], seed: int = 0) -> dict[str, Any]:
+    """Issue 17's user-half confirmation from per-user metrics: users split in two seeded halves; on half A each
+    side's setting is chosen by validation Recall@20 (among ``baselines``, among ``candidates``); on half B the chosen
+    candidate's test gain over the chosen baseline is measured with a paired bootstrap, and compared with the same
+    ratio on half A (the half it was chosen on)."""
+    from fusionrec.core.api.compare import per_user
+    from fusionrec.core.engine.evaluation import paired_bootstrap
+
+    users = sorted(per_user(candidates[0], "valid").index)
+    order = np.random.default_rng(seed).permutation(len(users))
+    half_a = {users[i] for i in order[: len(users) // 2]}
+
+    def chosen(runs: list[str]) -> tuple[str, dict[str, float]]:
+        scores = {}
+        for run in runs:
+            valid = per_user(run, "valid")
+            scores[run] = float(valid.loc[valid.index.isin(half_a), "recall@20"].mean())
+        return max(scores, key=lambda r: scores[r]), scores
+
+    baseline, baseline_scores = chosen(baselines)
+    candidate, candidate_scores = chosen(candidates)
+    out: dict[str, Any] = {
+        "seed": seed, "half_a_users": len(half_a), "baseline": baseline, "candidate": candidate,
+        "half_a_valid_recall@20": {**baseline_scores, **candidate_scores}, "test": {},
+    }  # fmt: skip
+    a_test, b_test = per_user(baseline, "test"), per_user(candidate, "test")
+    for half, members in (("A (chosen on)", half_a), ("B (confirming)", set(a_test.index) - half_a)):
+        keep = sorted(set(a_test.index) & members)
+        for metric in ("recall@20", "ndcg@20"):
+            result = paired_bootstrap(a_test.loc[keep, metric].to_numpy(), b_test.loc[keep, metric].to_numpy(), 1000, 0)
+            out["test"][f"{half} {metric}"] = result
+    return out
+
+
+def halves_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Settings chosen on half A's validation ({result['half_a_users']} users, seed {result['seed']}): baseline "
+        f"`{Path(result['baseline']).name}`, candidate `{Path(result['candidate']).name}` (half-A valid Recall@20: "
+        + ", ".join(f"{Path(k).name} {v:.4f}" for k, v in result["half_a_valid_recall@20"].items())
+        + ").",
+        "",
+        "| test users | metric | baseline | candidate | ratio [95% CI, paired] | P(not better) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, r in result["test"].items():
+        half, metric = label.rsplit(" ", 1)
+        lines.append(
+            f"| {half}, {r['users']} users | {metric} | {r['a']:.4f} | {r['b']:.4f} "
+            f"| {r['ratio']:.3f}× [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] | {r['p_not_better']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def weight_rows(runs: list[str]) -> list[dict[str, Any]]:
+    from fusionrec.core.engine.learners import train_summary
+    from fusionrec.core.engine.rundir import RunDir
+
     rows = []
     for run in runs:
         weights = np.load(Path(run) / "item_weights.npy", allow_pickle=False)
-        summary = (
-            json.loads((Path(run) / "train_summary.json").read_text())
-            if (Path(run) / "train_summary.json").exists()
-            else {}
-        )
+        summary = train_summary(RunDir.open(Path(run)))
         names = summary.get("modalities") or [f"modality {j}" for j in range(weights.shape[1])]
         for j, name in enumerate(names):
             column = weights[:, j]
@@ -161,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank", type=Path, help="A finished run without a ranker: the reranker table.")
     parser.add_argument("--only", default="", help="Only the rankers whose label contains this text.")
     parser.add_argument("--pair", nargs=2, action="append", default=[], metavar=("BASELINE", "CANDIDATE"))
+    parser.add_argument("--halves-baseline", action="append", default=[], help="A baseline run (repeatable).")
+    parser.add_argument("--halves-candidate", action="append", default=[], help="A candidate run (repeatable).")
     parser.add_argument("--weights", action="append", default=[], help="A run whose modality weights to summarise.")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quality")
     args = parser.parse_args(argv)
@@ -179,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pair:
         report["pairs"] = pair_rows(args.pair)
         sections.append("### Paired ratios\n\n" + pair_table(report["pairs"]))
+    if args.halves_baseline and args.halves_candidate:
+        report["halves"] = halves_rows(args.halves_baseline, args.halves_candidate)
+        sections.append("### User halves: chosen on one, confirmed on the other\n\n" + halves_table(report["halves"]))
     if args.weights:
         report["weights"] = weight_rows(args.weights)
         sections.append("### Modality weights\n\n" + weight_table(report["weights"]))
