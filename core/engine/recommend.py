@@ -124,9 +124,9 @@ class Recommender:
         Users may be any of the data's; evaluation scores those with interactions in ``part``.
         """
         k = self.check_k(k)
-        stage = stage if stage is not None else self.stage
         users = np.array([self.user_index(u) for u in user_ids], dtype=np.int64)
         known = known_interactions(split, part)
+        stage = (stage if stage is not None else self.stage).at(known)
         blocked, _ = blocked_items(split, part, self.data.n_items)
         q = stage.as_of(
             users, Histories.from_frame(known, self.data.n_users), known,

@@ -170,6 +170,13 @@ class TwoStage:
     def without_ranker(self) -> TwoStage:
         return replace(self, apply_ranker=False)
 
+    def at(self, known: pd.DataFrame) -> TwoStage:
+        """The same path at a cutoff: the ranker's statistics (popularity, recency, "now") from ``known`` alone, the
+        interactions the model may know there (evaluation and ``recommend --as-of`` both use it)."""
+        if self.inputs is None or not self.reranks:
+            return self
+        return replace(self, inputs=self.inputs.at(known))
+
     @property
     def reranks(self) -> bool:
         return self.ranker is not None and self.apply_ranker and self.scorer is not None
@@ -349,7 +356,7 @@ class TwoStage:
             blocked: items that are not candidates at all in this protocol (the cold-item split's warm items).
         """
 
-        stage = replace(self, inputs=self.inputs.at(known)) if self.inputs is not None and self.reranks else self
+        stage = self.at(known)
 
         def score(users: npt.NDArray[np.int64]) -> torch.Tensor:
             q = stage.as_of(users, histories, known, blocked)
