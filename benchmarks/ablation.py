@@ -115,7 +115,19 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "fused/normalize": (
         "image + text, attention fuser with normalize: true, transformer tower, no ids",
         _two_tower(None, {"type": "attention", "dim": 64, "normalize": True}, TRANSFORMER, False),
-        [{"fuser": {"type": "attention", "dim": 64, "normalize": True, "modality_dropout": 0.1}}],
+        [],
+    ),
+    "fused/normalize+dropout": (
+        "… and modality_dropout: 0.1 (a modality of an item dropped while training)",
+        _two_tower(
+            None, {"type": "attention", "dim": 64, "normalize": True, "modality_dropout": 0.1}, TRANSFORMER, False
+        ),
+        [],
+    ),
+    "fused/gated": (
+        "image + text, gated fuser (learned per-item gates), transformer tower, no ids",
+        _two_tower(None, {"type": "gated", "dim": 64}, TRANSFORMER, False),
+        [],
     ),
     "fused+ids/mean": ("… with the mean user tower", _two_tower(None, None, {"type": "mean"}, True), []),
     "fused+ids/attention_pool": (
