@@ -83,7 +83,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "text-only": (
         "MiniLM text only, transformer tower, no ids",
         _two_tower(["text"], {"type": "mean", "dim": 64}, TRANSFORMER, False),
-        [],
+        [{"train": {"lr": 3.0e-4}}, {"train": {"weight_decay": 0.1}}],
     ),
     "image-only": (
         "EfficientNet poster only, transformer tower, no ids",
@@ -115,7 +115,12 @@ ROWS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     "fused/normalize": (
         "image + text, attention fuser with normalize: true, transformer tower, no ids",
         _two_tower(None, {"type": "attention", "dim": 64, "normalize": True}, TRANSFORMER, False),
-        [],
+        [
+            {"train": {"lr": 3.0e-4}},
+            {"fuser": {"dropout": 0.3}},
+            {"train": {"weight_decay": 0.1}},
+            {"fuser": {"modality_dropout": 0.3}},
+        ],
     ),
     "fused/normalize+dropout": (
         "… and modality_dropout: 0.1 (a modality of an item dropped while training)",

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks" / "cold.md")
     parser.add_argument("--only", help=f"Comma-separated ablation rows (default: {','.join(ROWS)}).")
     parser.add_argument("--random-seeds", type=int, default=10)
+    parser.add_argument("--grid", action="store_true", help="Also try each row's alternatives; keep the best valid.")
     args = parser.parse_args(argv)
     names = ROWS if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in ablation.ROWS]
@@ -136,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     data_path = (args.base.parent / base["data"]["path"]).resolve()
     registry = get_registry()
     for name in names:
-        what, patch, _ = ablation.ROWS[name]
-        print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
-        run = ablation.run_one(name, 0, ablation.pipeline_text(base, patch, data_path), args.out, registry)
-        print(f"    valid recall@20 {run['valid']['recall@20']:.4f}  test recall@20 {run['test']['recall@20']:.4f}")
-        done[name] = {"name": name, "what": what, "best": run, "runs": [run]}
+        what, patch, grid = ablation.ROWS[name]
+        every = [patch] + ([ablation.merge(patch, alt) for alt in grid] if args.grid else [])
+        runs = []
+        for index, candidate in enumerate(every):
+            print(f"[{time.strftime('%H:%M:%S')}] {name} #{index}", flush=True)
+            text = ablation.pipeline_text(base, candidate, data_path)
+            runs.append(ablation.run_one(name, index, text, args.out, registry))
+            print(f"    valid recall@20 {runs[-1]['valid']['recall@20']:.4f}  test {runs[-1]['test']['recall@20']:.4f}")
+        best = max(runs, key=lambda r: r["valid"]["recall@20"])  # chosen on validation only
+        done[name] = {"name": name, "what": what, "best": best, "runs": runs}
     random = random_row(args.base, args.random_seeds, bootstrap=200)
     ordered = [done[n] for n in ablation.ROWS if n in done]
     payload = {

@@ -67,7 +67,7 @@ def test_2_downstream_edit_redoes_only_what_changed(
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     trained = (copy / "item_vectors.npy").read_bytes()
-    edited = tmp_path / "edited.yaml"
+    edited = pipeline.parent / "edited.yaml"
     edited.write_text(
         pipeline.read_text().replace("epochs: 20", "epochs: 5").replace("data/", f"{pipeline.parent}/data/")
     )
@@ -142,6 +142,19 @@ def test_4_a_damaged_or_deleted_artifact_is_repaired_by_run(
     assert main(["run", str(pipeline), "--out", str(copy), "-q"]) == 0
     assert (copy / "ranker").is_dir() and main(["evaluate", str(copy)]) == 0
     assert RunDir.open(copy).verify() == []
+
+
+def test_2_editing_what_the_ranker_learns_from_redoes_rerank_alone(ranked: tuple[Path, Path], tmp_path: Path) -> None:
+    pipeline, run = ranked
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    edited = pipeline.parent / "edited.yaml"
+    edited.write_text(pipeline.read_text().replace("{bootstrap: 200}", "{bootstrap: 200, ranker_holdout: 2}"))
+    trained = RunDir.open(copy).manifest["stages"]["train"]["updated"]
+    assert json.loads((copy / "rerank.json").read_text())["fit"]["holdout"] == 3
+    assert main(["run", str(edited), "--out", str(copy), "-q"]) == 0
+    assert json.loads((copy / "rerank.json").read_text())["fit"]["holdout"] == 2
+    assert RunDir.open(copy).manifest["stages"]["train"]["updated"] == trained  # the towers were reused
 
 
 def test_5_one_writer_per_run_folder(tmp_path: Path) -> None:

@@ -453,12 +453,16 @@ def metric_names(spec: PipelineSpec) -> list[str]:
 
 def fingerprint(ctx: RunContext, stage: Stage) -> str:
     """A hash of what this stage depends on: the resolved sections of it and every earlier stage (and, from the
-    rerank stage on, the candidates per user; for evaluate, whether the ranker is applied)."""
+    rerank stage on, the candidates per user and the ranker's holdout and recent items; for evaluate, whether the
+    ranker is applied)."""
     resolved = yaml.safe_load(dumps_pipeline(ctx.spec)) or {}
     position = STAGE_NAMES.index(stage.name)
     inputs: dict[str, Any] = {section: resolved.get(section) for s in STAGES[: position + 1] for section in s.sections}
     if position >= STAGE_NAMES.index("rerank"):
         inputs["candidates"] = ctx.spec.evaluate.candidates if ctx.spec.evaluate is not None else DEFAULT_CANDIDATES
+        if ctx.spec.ranker is not None:  # what the ranker learns from (left out without one: older runs still hold)
+            settings = _ranker_settings(ctx)
+            inputs["ranker data"] = [settings.holdout, settings.recent]
     if position >= STAGE_NAMES.index("evaluate"):
         inputs["rerank mode"] = ctx.rerank
     text = json.dumps(inputs, sort_keys=True, default=str)
