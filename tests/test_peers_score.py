@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -128,3 +129,31 @@ def test_peer_top_k_masks_known_and_pads() -> None:
     scores = np.array([[0.1, 0.9, 0.5, -np.inf], [3.0, 2.0, 1.0, 0.0]])
     best = peer_io.top_k(scores, [np.array([1]), np.array([], dtype=np.int64)], 4)
     assert best.tolist() == [[2, 0, -1, -1], [0, 1, 2, 3]]
+
+
+def _write_parts(folder: Path, tie_break: str | None) -> None:
+    """A split whose user 1 bought items 9, 3, 5 on one day (in that file order), then 7 a day later (valid)."""
+    folder.mkdir()
+    train = pd.DataFrame({"userId": [1, 1, 1, 2], "itemId": [9, 3, 5, 3], "timestamp": [86400] * 3 + [0]})
+    train.to_csv(folder / "train.csv", index=False)
+    valid = pd.DataFrame({"userId": [1, 2], "itemId": [7, 9], "timestamp": [86400, 86400]})
+    valid.to_csv(folder / "valid.csv", index=False)
+    valid.to_csv(folder / "test.csv", index=False)
+    if tie_break is not None:
+        spec = {"type": "temporal", "valid": 0.1, "test": 0.1, "tie_break": tie_break}
+        (folder / "split.json").write_text(json.dumps({"fusionrec_split": 1, "split": spec}))
+
+
+@pytest.mark.parametrize(
+    ("tie_break", "expected"),
+    [(None, ["9", "3", "5", "7"]), ("file_order", ["9", "3", "5", "7"]), ("item_id", ["3", "5", "7", "9"])],
+)
+def test_phase_data_orders_equal_timestamps_as_the_split_does(
+    tmp_path: Path, tie_break: str | None, expected: list[str]
+) -> None:
+    """The peers' sequences keep the split's tie-break: file order by default (train before valid), item id on
+    request; an item-id sort under file order would hand RecBole's SASRec other sequences than fusionrec's."""
+    _write_parts(tmp_path / "split", tie_break)
+    data = peer_io.phase_data(tmp_path / "split", "test")
+    assert data.train[data.train["userId"] == "1"]["itemId"].tolist() == expected
+    assert data.train[data.train["userId"] == "2"]["itemId"].tolist() == ["3", "9"]
