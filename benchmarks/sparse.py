@@ -17,10 +17,11 @@ movies and posters, made sparse in three ways:
     python benchmarks/sparse.py --shuffle-days --out benchmarks/results/sparse-shuffled   # file order says nothing
 
 A tuned row (``--tune N``) runs a ``fusionrec tune`` study of a two-tower row over :data:`SPACE` (the same ranges
-for every row, each where the row's components have the parameter) on validation only, then trains the study's
-``best.yaml`` as the row ``NAME-tuned`` (test read once, after the study):
+for every row, each where the row's components have the parameter; itemknn over :data:`MODEL_SPACE`) on validation
+only, then trains the study's ``best.yaml`` as the row ``NAME-tuned`` (test read once, after the study):
 
-    OMP_NUM_THREADS=1 python benchmarks/sparse.py --only fused,sasrec --tune 16 --tune-timeout 1500
+    OMP_NUM_THREADS=1 python benchmarks/sparse.py --only fused,sasrec,itemknn --tune 16 --tune-timeout 1500
+    python benchmarks/sparse.py --pipeline sasrec-tuned-refit=my.yaml   # any pipeline file as one more row
 
 Writes the data into ``--out``/data, each row's pipeline into ``--out``/runs/NAME.yaml, the studies into
 ``--out``/tune/NAME (``best.yaml``, ``trials.md``, ``trials.csv``, ``trials.png``; ``study.db`` and the trial folders
@@ -111,9 +112,23 @@ SPACE: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# The baselines that have parameters worth a study: itemknn, the strongest default here, gets the same number of
+# trials as the two-tower rows, so a tuned row is never compared with a baseline left at its defaults alone.
+MODEL_SPACE: dict[str, dict[str, dict[str, Any]]] = {
+    "itemknn": {
+        "neighbours": {"tune": "int", "low": 5, "high": 500, "log": True},
+        "shrink": {"tune": "uniform", "low": 0.0, "high": 50.0},
+    },
+}
+
+
 def searched(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` (a two-tower row's pipeline) with :data:`SPACE`'s ranges where its components have the parameter."""
+    """``spec`` with the search ranges of its kind: a two-tower row gets :data:`SPACE`'s ranges where its components
+    have the parameter, a ``model`` row its type's :data:`MODEL_SPACE`."""
     spec = json.loads(json.dumps(spec))
+    if "model" in spec:
+        spec["model"].update(MODEL_SPACE[spec["model"]["type"]])
+        return spec
     fused = "fuser" in spec
     for (section, key), value in SPACE.items():
         if section not in spec or (section, key) == ("train", "dim" if fused else "item_ids"):
@@ -185,10 +200,11 @@ def tuned_row(name: str, spec: dict[str, Any], out: Path, args: argparse.Namespa
     return row
 
 
-def order(row: str) -> float:
-    """A row's place in the table: ROWS order, a tuned row just after its untuned one."""
-    base = row.removesuffix("-tuned")
-    return list(ROWS).index(base) + (0.5 if base != row else 0.0)
+def order(row: str) -> tuple[int, int, str]:
+    """A row's place in the table: ROWS order, a row derived from one (``NAME-tuned``, ``NAME-tuned-…``) just after it,
+    other ``--pipeline`` rows last."""
+    base = row.split("-tuned")[0]
+    return (list(ROWS).index(base) if base in ROWS else len(ROWS), int(base != row), row)
 
 
 def main() -> None:
@@ -203,18 +219,27 @@ def main() -> None:
     parser.add_argument("--shuffle-days", action="store_true", help="list each day's ratings in a random order")
     parser.add_argument("--tune", type=int, metavar="N", help="tune each --only row (N trials), add NAME-tuned rows")
     parser.add_argument("--tune-timeout", type=float, help="start no new trial of a study after this many seconds")
+    parser.add_argument(
+        "--pipeline", action="append", default=[], metavar="NAME=FILE", help="also train a pipeline file as row NAME"
+    )
     args = parser.parse_args()
 
     figures = derive(args.source, args.out / "data", args.per_user, args.keep_items, args.seed, args.shuffle_days)
     print(json.dumps(figures, indent=1))
-    names = args.only.split(",") if args.only else list(ROWS)
+    names = args.only.split(",") if args.only else [] if args.pipeline else list(ROWS)
     if unknown := [n for n in names if n not in ROWS]:
         raise SystemExit(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}")
-    if args.tune and (not args.only or any("model" in ROWS[n][1] for n in names)):
-        raise SystemExit("--tune needs --only with two-tower rows (not popularity, itemknn, lightgcn)")
-    made = [f"{n}-tuned" if args.tune else n for n in names]
+    untunable = [
+        n for n in names if ROWS[n][1].get("model", {}).get("type", "two-tower") not in {*MODEL_SPACE, "two-tower"}
+    ]
+    if args.tune and (not args.only or untunable):
+        raise SystemExit(f"--tune needs --only with two-tower rows or {', '.join(MODEL_SPACE)} (not {untunable})")
+    files = dict(entry.split("=", 1) for entry in args.pipeline if "=" in entry)
+    if len(files) != len(args.pipeline):
+        raise SystemExit(f"--pipeline takes NAME=FILE, got {args.pipeline}")
+    made = [f"{n}-tuned" if args.tune else n for n in names] + list(files)
     results: list[dict[str, Any]] = []
-    if args.only and (args.out / "sparse.json").exists():  # keep the rows measured before, in ROWS order
+    if made != list(ROWS) and (args.out / "sparse.json").exists():  # keep the rows measured before
         before = json.loads((args.out / "sparse.json").read_text())["rows"]
         results = [r for r in before if r["row"] not in made]
     for name in names:
@@ -223,6 +248,9 @@ def main() -> None:
         results.append(
             tuned_row(name, spec, args.out, args) if args.tune else train_row(name, what, spec, args.out, args.epochs)
         )
+    for name, file in files.items():
+        spec = yaml.safe_load(Path(file).read_text())
+        results.append(train_row(name, f"`{file}`", spec, args.out, int(spec.get("train", {}).get("epochs", 20))))
     results.sort(key=lambda r: order(r["row"]))
     report(figures, results, args.out)
 
