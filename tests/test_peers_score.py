@@ -157,3 +157,27 @@ def test_phase_data_orders_equal_timestamps_as_the_split_does(
     data = peer_io.phase_data(tmp_path / "split", "test")
     assert data.train[data.train["userId"] == "1"]["itemId"].tolist() == expected
     assert data.train[data.train["userId"] == "2"]["itemId"].tolist() == ["3", "9"]
+
+
+def test_paired_with_a_run_scores_its_own_lists_as_no_difference(tmp_path: Path) -> None:
+    """score.py --paired RUN: the run's own --as-of test lists against the run, user by user, differ by exactly 0
+    (the same users, the same per-user values); a folder that is no run is a clear message, not a traceback."""
+    from train_fixtures import write_pipeline
+
+    from fusionrec.core import cli
+
+    pipeline = write_pipeline(tmp_path, train="{epochs: 2, batch_size: 64, lr: 0.01, seed: 0}")
+    run, split, recs, out = tmp_path / "run", tmp_path / "split", tmp_path / "recs.csv", tmp_path / "scored.json"
+    assert cli.main(["train", str(pipeline), "--out", str(run)]) == 0
+    assert cli.main(["data", "split", str(pipeline), "--out", str(split)]) == 0
+    args = ["recommend", str(run), "--as-of", "test", "--users", "all", "-k", "50", "--out", str(recs)]
+    assert cli.main(args) == 0
+    common = [str(pipeline), "--split", str(split), "--recs", str(recs), "--part", "test", "--bootstrap", "200"]
+    assert score.main([*common, "--paired", str(run), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["paired"]["rows"]
+    assert set(rows) == {"recall@20", "ndcg@20"}
+    for row in rows.values():
+        assert row["a"] == pytest.approx(row["b"], abs=1e-12) and row["a"] > 0
+        assert row["difference_low"] == row["difference_high"] == 0.0 and row["p_not_better"] == 1.0
+    with pytest.raises(SystemExit, match=r"--paired: .*not a run directory"):
+        score.main([*common, "--paired", str(tmp_path / "nothing")])
