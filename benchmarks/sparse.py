@@ -223,6 +223,7 @@ def main() -> None:
         "--pipeline", action="append", default=[], metavar="NAME=FILE", help="also train a pipeline file as row NAME"
     )
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the pipelines written under it (a study's too) name the data by absolute path
 
     figures = derive(args.source, args.out / "data", args.per_user, args.keep_items, args.seed, args.shuffle_days)
     print(json.dumps(figures, indent=1))
