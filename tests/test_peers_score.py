@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -128,3 +129,55 @@ def test_peer_top_k_masks_known_and_pads() -> None:
     scores = np.array([[0.1, 0.9, 0.5, -np.inf], [3.0, 2.0, 1.0, 0.0]])
     best = peer_io.top_k(scores, [np.array([1]), np.array([], dtype=np.int64)], 4)
     assert best.tolist() == [[2, 0, -1, -1], [0, 1, 2, 3]]
+
+
+def _write_parts(folder: Path, tie_break: str | None) -> None:
+    """A split whose user 1 bought items 9, 3, 5 on one day (in that file order), then 7 a day later (valid)."""
+    folder.mkdir()
+    train = pd.DataFrame({"userId": [1, 1, 1, 2], "itemId": [9, 3, 5, 3], "timestamp": [86400] * 3 + [0]})
+    train.to_csv(folder / "train.csv", index=False)
+    valid = pd.DataFrame({"userId": [1, 2], "itemId": [7, 9], "timestamp": [86400, 86400]})
+    valid.to_csv(folder / "valid.csv", index=False)
+    valid.to_csv(folder / "test.csv", index=False)
+    if tie_break is not None:
+        spec = {"type": "temporal", "valid": 0.1, "test": 0.1, "tie_break": tie_break}
+        (folder / "split.json").write_text(json.dumps({"fusionrec_split": 1, "split": spec}))
+
+
+@pytest.mark.parametrize(
+    ("tie_break", "expected"),
+    [(None, ["9", "3", "5", "7"]), ("file_order", ["9", "3", "5", "7"]), ("item_id", ["3", "5", "7", "9"])],
+)
+def test_phase_data_orders_equal_timestamps_as_the_split_does(
+    tmp_path: Path, tie_break: str | None, expected: list[str]
+) -> None:
+    """The peers' sequences keep the split's tie-break: file order by default (train before valid), item id on
+    request; an item-id sort under file order would hand RecBole's SASRec other sequences than fusionrec's."""
+    _write_parts(tmp_path / "split", tie_break)
+    data = peer_io.phase_data(tmp_path / "split", "test")
+    assert data.train[data.train["userId"] == "1"]["itemId"].tolist() == expected
+    assert data.train[data.train["userId"] == "2"]["itemId"].tolist() == ["3", "9"]
+
+
+def test_paired_with_a_run_scores_its_own_lists_as_no_difference(tmp_path: Path) -> None:
+    """score.py --paired RUN: the run's own --as-of test lists against the run, user by user, differ by exactly 0
+    (the same users, the same per-user values); a folder that is no run is a clear message, not a traceback."""
+    from train_fixtures import write_pipeline
+
+    from fusionrec.core import cli
+
+    pipeline = write_pipeline(tmp_path, train="{epochs: 2, batch_size: 64, lr: 0.01, seed: 0}")
+    run, split, recs, out = tmp_path / "run", tmp_path / "split", tmp_path / "recs.csv", tmp_path / "scored.json"
+    assert cli.main(["train", str(pipeline), "--out", str(run)]) == 0
+    assert cli.main(["data", "split", str(pipeline), "--out", str(split)]) == 0
+    args = ["recommend", str(run), "--as-of", "test", "--users", "all", "-k", "50", "--out", str(recs)]
+    assert cli.main(args) == 0
+    common = [str(pipeline), "--split", str(split), "--recs", str(recs), "--part", "test", "--bootstrap", "200"]
+    assert score.main([*common, "--paired", str(run), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["paired"]["rows"]
+    assert set(rows) == {"recall@20", "ndcg@20"}
+    for row in rows.values():
+        assert row["a"] == pytest.approx(row["b"], abs=1e-12) and row["a"] > 0
+        assert row["difference_low"] == row["difference_high"] == 0.0 and row["p_not_better"] == 1.0
+    with pytest.raises(SystemExit, match=r"--paired: .*not a run directory"):
+        score.main([*common, "--paired", str(tmp_path / "nothing")])

@@ -89,3 +89,22 @@ def test_the_default_space_fills_ranges_the_components_have(tmp_path: Path) -> N
     assert {r.name for r in read_space(ids_only, get_registry(), default=True).ranges} == {
         "train.lr", "train.loss", "train.dim", "user.max_history"
     }  # fmt: skip
+
+
+def test_trials_are_pruned_from_the_second_epoch_on(tmp_path: Path) -> None:
+    """The study's pruner (docs/tuning.md): from the fourth trial and the second epoch on, never on the first epoch
+    (epochs are reported as steps 1, 2, …)."""
+    from fusionrec.core.api.tune import _open_study
+
+    pipeline = write_pipeline(tmp_path, user=USER, train=TRAIN)
+    study, _ = _open_study(tmp_path, read_space(pipeline, get_registry()), "ndcg@20", 0)
+    for _ in range(3):
+        trial = study.ask()
+        trial.report(0.5, 1)
+        trial.report(0.5, 2)
+        study.tell(trial, 0.5)
+    slow = study.ask()
+    slow.report(0.01, 1)
+    assert not slow.should_prune()  # worse than every earlier trial, but only one epoch in
+    slow.report(0.01, 2)
+    assert slow.should_prune()

@@ -36,7 +36,8 @@ class PhaseData:
 
     Attributes:
         train: the training interactions (``userId``, ``itemId`` as str, ``timestamp`` int), sorted by user, then
-            (timestamp, item id) as fusionrec's temporal split orders them.
+            timestamp, equal timestamps as the split's ``tie_break`` orders them (:func:`tie_break`): in the data
+            file's order (the exported parts list their rows in it, train before valid) or by item id.
         users: the users to list for (those with an interaction in the target part), sorted.
         phase: ``"valid"`` or ``"test"``.
     """
@@ -53,6 +54,14 @@ def read_part(split_dir: Path, name: str) -> pd.DataFrame:
     return frame[["userId", "itemId", "timestamp"]]
 
 
+def tie_break(split_dir: Path) -> str:
+    """How the exported split ordered equal timestamps: its ``split.json``'s ``split.tie_break``, ``file_order`` (the
+    default of fusionrec's temporal splits) when the manifest or the key is missing."""
+    manifest = split_dir / "split.json"
+    spec = json.loads(manifest.read_text()).get("split") if manifest.exists() else None
+    return str((spec or {}).get("tie_break", "file_order"))
+
+
 def phase_data(split_dir: Path, phase: str) -> PhaseData:
     """The training interactions and target users of ``phase`` (see the module docstring)."""
     if phase not in PHASES:
@@ -60,7 +69,8 @@ def phase_data(split_dir: Path, phase: str) -> PhaseData:
     train = read_part(split_dir, "train")
     if phase == "test":
         train = pd.concat([train, read_part(split_dir, "valid")], ignore_index=True)
-    train = train.sort_values(["userId", "timestamp", "itemId"], kind="stable").reset_index(drop=True)
+    keys = ["userId", "timestamp"] + (["itemId"] if tie_break(split_dir) == "item_id" else [])
+    train = train.sort_values(keys, kind="stable").reset_index(drop=True)
     target = read_part(split_dir, phase)
     users = sorted(set(target["userId"]) & set(train["userId"]))
     return PhaseData(train, users, phase)

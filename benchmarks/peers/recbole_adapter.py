@@ -7,7 +7,8 @@ Runs inside benchmarks/peers/.venvs/recbole (see setup.sh), never in fusionrec's
 
 The split's CSVs become RecBole atomic files (``benchmark_filename``: the training part is RecBole's train file,
 so RecBole splits nothing itself). General models (BPR, LightGCN, MultiVAE) train on the (user, item) pairs;
-SASRec trains on each user's items ordered by (timestamp, item id), one target per position with the up to
+SASRec trains on each user's items ordered by timestamp, equal timestamps as the split orders them (file order by
+default, peer_io.phase_data), one target per position with the up to
 ``MAX_ITEM_LIST_LENGTH`` items before it (RecBole's own augmentation, written out as ``item_id_list``). Training
 runs for a fixed number of epochs with no validation inside RecBole (the epoch count is a setting chosen on
 validation by run.py). Lists come from the model's ``full_sort_predict`` over every item, with the user's known
@@ -48,7 +49,7 @@ def _write_atomic_files(root: Path, train: pd.DataFrame, sequential: bool, max_l
         return
     users, items, lists = [], [], []
     for user, group in train.groupby("userId", sort=True):
-        seq = group["itemId"].tolist()  # already in (timestamp, item id) order
+        seq = group["itemId"].tolist()  # already in the split's order (phase_data)
         for t in range(1, len(seq)):
             users.append(user)
             items.append(seq[t])

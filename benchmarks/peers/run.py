@@ -4,6 +4,7 @@ One command (in fusionrec's venv, after ``benchmarks/peers/setup.sh`` has made t
 
     .venv/bin/python benchmarks/peers/run.py --pipeline examples/movielens-small.yaml --out benchmarks/results/peers
     .venv/bin/python benchmarks/peers/run.py --quick     # examples/quickstart.yaml, 1 setting, 1-2 epochs
+    .venv/bin/python benchmarks/peers/run.py --pipeline P.yaml --models recbole:SASRec --wide   # WIDE_GRIDS
 
 What it does:
 
@@ -74,6 +75,14 @@ GRIDS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("cornac", "VBPR"): [
         {"epochs": 10, "k": 32, "k2": 32, "learning_rate": 0.005, "lambda_w": 0.01, "batch_size": 1024},
         {"epochs": 30, "k": 32, "k2": 32, "learning_rate": 0.001, "lambda_w": 0.01, "batch_size": 1024},
+    ],
+}
+# --wide: grids that fit where an epoch takes seconds (the sparse benchmark, benchmarks/sparse.py: 6,710 interactions,
+# a RecBole SASRec epoch in about 2 s), each a superset of the small grid; selection on validation as always
+WIDE_GRIDS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("recbole", "SASRec"): [
+        {"epochs": epochs, "hidden_size": 64, "learning_rate": lr, "MAX_ITEM_LIST_LENGTH": 50}
+        for epochs, lr in ((10, 1e-3), (50, 1e-3), (50, 3e-3), (100, 1e-3))
     ],
 }
 QUICK_EPOCHS = {"SASRec": 1, "VBPR": 1, "BPR": 2, "LightGCN": 2, "MultiVAE": 2}
@@ -161,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of each peer process")
+    parser.add_argument("--wide", action="store_true", help="WIDE_GRIDS where a model has one (small data only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.pipeline = REPO / "examples" / "quickstart.yaml"
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {lib: _version(args.venvs, lib) for lib in {lib for lib, _ in wanted}}
     rows: list[dict[str, Any]] = []
     for library, model in wanted:
-        grid = GRIDS[(library, model)]
+        grid = WIDE_GRIDS.get((library, model), GRIDS[(library, model)]) if args.wide else GRIDS[(library, model)]
         if args.quick:
             grid = [{**grid[0], "epochs": QUICK_EPOCHS[model]}]
         row: dict[str, Any] = {"library": library, "version": versions[library], "model": model, "tried": []}
@@ -249,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, python "
         f"{platform.python_version()} (fusionrec), peers in their own venvs (CPU torch)",
         "quick": args.quick,
+        "wide": args.wide,
         "k": K,
         "select": f"valid {SELECT}",
         "split": {"counts": manifest["counts"], "spec": manifest["split"], "checked_rows": counts},

@@ -3,7 +3,10 @@
 Runs in fusionrec's venv:
 
     .venv/bin/python benchmarks/peers/score.py examples/movielens-small.yaml --split SPLIT_DIR \\
-        --recs recs.csv --part test [--json result.json]
+        --recs recs.csv --part test [--json result.json] [--paired RUN]
+
+``--paired RUN`` also compares the list with a fusionrec run on the same split, user by user (the paired bootstrap of
+``fusionrec compare``: the run's ``per_user.csv`` against the list's per-user values, users resampled once for both).
 
 The split is loaded through the pipeline (the same loader and split fusionrec's runs use), and the exported
 folder the peer trained on (``fusionrec data split --out SPLIT_DIR``) is first checked row by row against it: a
@@ -141,8 +144,13 @@ def score_recs(
     bootstrap: int = 1000,
     seed: int = 0,
     protocol: dict[str, Any] | None = None,
+    paired: dict[str, Any] | None = None,
+    user_ids: Any = None,
 ) -> dict[str, Any]:
-    """Evaluate ``recs`` on ``part`` with fusionrec's engine; the result's dict plus list facts."""
+    """Evaluate ``recs`` on ``part`` with fusionrec's engine; the result's dict plus list facts.
+
+    With ``paired`` (``{"run": RUN}``) and ``user_ids`` (the data's original user ids), ``paired`` is filled with
+    :func:`paired_with_run`'s rows."""
     from fusionrec.core.engine.evaluation import evaluate, known_interactions
 
     result = evaluate(
@@ -155,6 +163,9 @@ def score_recs(
         seed=seed,
         protocol=protocol,
     )
+    if paired is not None:
+        ids = [str(user) for user in user_ids[result.users]] if user_ids is not None else []
+        paired.update(paired_with_run(result.per_user, ids, paired.pop("run"), part, bootstrap or 1000, seed))
     known = known_interactions(split, part)  # type: ignore[arg-type]
     known_keys = set((known["user"].to_numpy() * n_items + known["item"].to_numpy()).tolist())
     listed_known = sum(int(item) + user * n_items in known_keys for user, items in recs.lists.items() for item in items)
@@ -169,6 +180,28 @@ def score_recs(
         "listed_known": listed_known,
     }
     return out
+
+
+def paired_with_run(
+    values: dict[str, npt.NDArray[np.float64]], users: list[str], run: Path, part: str, samples: int, seed: int
+) -> dict[str, Any]:
+    """The list's per-user ``values`` (for original user ids ``users``) against fusionrec run ``run``'s, metric by
+    metric: the run is ``a``, the list ``b`` (:func:`fusionrec.core.engine.evaluation.paired_bootstrap`)."""
+    from fusionrec.core.api.compare import per_user
+    from fusionrec.core.engine.evaluation import paired_bootstrap
+    from fusionrec.core.errors import FusionrecError
+
+    try:
+        theirs = per_user(run, part)
+    except FusionrecError as error:  # not a run, no per-user metrics: the message says how to fix it
+        raise SystemExit(f"--paired: {error}") from error
+    if set(theirs.index) != set(users):
+        raise SystemExit(f"{run} evaluated other users on {part} than the list's split: score runs of the same split")
+    rows = {}
+    for metric, mine in values.items():
+        if metric in theirs.columns:
+            rows[metric] = paired_bootstrap(theirs.loc[users, metric].to_numpy(), mine, samples, seed)
+    return {"run": str(run), "rows": rows}
 
 
 def load_pipeline_split(pipeline: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -196,15 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--paired", type=Path, metavar="RUN", help="compare with a fusionrec run, user by user")
     args = parser.parse_args(argv)
     data, split, protocol = load_pipeline_split(args.pipeline)
     compare_parts(args.split, expected_parts(data, split))
     recs = read_recs(args.recs, data.user_ids, data.item_ids)
-    out = score_recs(recs, split, args.part, data.n_items, bootstrap=args.bootstrap, seed=args.seed, protocol=protocol)
+    paired = {"run": args.paired} if args.paired else None
+    out = score_recs(recs, split, args.part, data.n_items, bootstrap=args.bootstrap, seed=args.seed,
+                     protocol=protocol, paired=paired, user_ids=data.user_ids)  # fmt: skip
     for name, value in out["metrics"].items():
         low, high = out["ci"].get(name, (float("nan"), float("nan")))
         print(f"{name:<10} {value:.4f}  [{low:.4f}, {high:.4f}]")
     print(json.dumps({"protocol": out["protocol"], "lists": out["lists"]}))
+    for name, row in (paired or {}).get("rows", {}).items():
+        low, high = row["difference_low"], row["difference_high"]
+        print(f"{name:<10} run {row['a']:.4f}, list {row['b']:.4f}: list − run {row['difference']:+.4f} "
+              f"[{low:+.4f}, {high:+.4f}], P(list not better) {row['p_not_better']:.3f}")  # fmt: skip
+    if paired:
+        out["paired"] = paired
     if args.json:
         from fusionrec.core.io import atomic_write_text
 

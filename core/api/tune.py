@@ -190,7 +190,9 @@ def _open_study(out: Path, space: Space, metric: str, seed: int) -> tuple[optuna
         storage=storage,
         direction="maximize",
         load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        # epochs are reported as steps 1, 2, …; Optuna prunes from step == n_warmup_steps on, so 2: never on the
+        # first epoch, where a slow-starting setting (a low lr) still looks worse than it ends
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
     # seeded by the trials so far: a continued study draws new values, not the first session's again
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
