@@ -36,12 +36,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# label → the ranker section (every ranker fitted on the same candidates and features)
-RANKERS: dict[str, dict[str, Any]] = {
-    "logistic (the seed's σ(W·F + b)), pairwise": {"type": "logistic", "objective": "pairwise"},
-    "mlp [128, 64], pairwise": {"type": "mlp", "objective": "pairwise"},
-    "mlp [128, 64], pointwise (the seed's loss)": {"type": "mlp"},
-    "lightgbm lambdarank (defaults)": {"type": "lightgbm"},
+# label → the ranker section, and changes to the evaluate section (what the ranker learns from)
+RANKERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "logistic (the seed's σ(W·F + b)), pairwise": ({"type": "logistic", "objective": "pairwise"}, {}),
+    "mlp [128, 64], pairwise": ({"type": "mlp", "objective": "pairwise"}, {}),
+    "mlp [128, 64], pointwise (the seed's loss)": ({"type": "mlp"}, {}),
+    "lightgbm lambdarank (defaults)": ({"type": "lightgbm"}, {}),
+    # a second round, chosen on validation like the first
+    "lightgbm lambdarank, 300 trees of 31 leaves": ({"type": "lightgbm", "num_boost_round": 300, "num_leaves": 31}, {}),
+    "lightgbm lambdarank, holdout 1": ({"type": "lightgbm"}, {"ranker_holdout": 1}),
+    "lightgbm lambdarank, holdout 6": ({"type": "lightgbm"}, {"ranker_holdout": 6}),
+    "lightgbm lambdarank, 50 candidates": ({"type": "lightgbm"}, {"candidates": 50}),
+    "logistic pairwise, 50 candidates": ({"type": "logistic", "objective": "pairwise"}, {"candidates": 50}),
 }
 
 
@@ -55,7 +61,7 @@ def rerank_rows(run: Path, out: Path, only: str) -> list[dict[str, Any]]:
     base = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     rows = [{"ranker": "retrieval only", "run": str(run), "valid": base["valid"]["metrics"], "test": base["test"]}]
-    for index, (label, section) in enumerate(RANKERS.items()):
+    for index, (label, (section, evaluate)) in enumerate(RANKERS.items()):
         if only and only not in label:
             continue
         target = out / "runs" / f"{run.name}-ranker{index}"
@@ -63,14 +69,16 @@ def rerank_rows(run: Path, out: Path, only: str) -> list[dict[str, Any]]:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(run, target, ignore=shutil.ignore_patterns(".*.lock"))
         pipeline = out / "runs" / f"{run.name}-ranker{index}.yaml"
-        pipeline.write_text(yaml.safe_dump({**config, "ranker": section}, sort_keys=False))
+        changed = {**config, "ranker": section, "evaluate": {**config.get("evaluate", {}), **evaluate}}
+        pipeline.write_text(yaml.safe_dump(changed, sort_keys=False))
         started = time.perf_counter()
         done = Pipeline.load(pipeline, registry).train(target, rerank="always")
         seconds = time.perf_counter() - started
         rerank = done.metrics["rerank"]
         paired = compare_runs(run, target, part="test", metrics=["ndcg@20", "recall@20"], samples=1000)
         rows.append({
-            "ranker": label, "section": section, "run": str(target), "seconds": round(seconds, 1),
+            "ranker": label, "section": section, "evaluate": evaluate, "run": str(target),
+            "seconds": round(seconds, 1),
             "valid_before": rerank["valid_before"]["metrics"], "valid": rerank["valid_after"]["metrics"],
             "verdict": rerank["verdict"], "helped": rerank["helped"],
             "fit": rerank["fit"], "refit": rerank.get("refit"),
