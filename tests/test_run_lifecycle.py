@@ -157,6 +157,36 @@ def test_2_editing_what_the_ranker_learns_from_redoes_rerank_alone(ranked: tuple
     assert RunDir.open(copy).manifest["stages"]["train"]["updated"] == trained  # the towers were reused
 
 
+def test_2_a_parameter_added_by_an_upgrade_does_not_redo_finished_stages(
+    ranked: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run made by a fusionrec without some parameter (simulated: the key dropped from the recorded inputs, the
+    fingerprint of those older inputs) is still done; a recorded value that differs is not."""
+    pipeline, run = ranked
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+
+    def age(change: str) -> str:
+        rundir = RunDir.open(copy)
+        entry = rundir.manifest["stages"]["train"]
+        train = entry["inputs"]["train"]
+        if change == "older":
+            del train["patience"]  # a parameter this "older" fusionrec did not have
+        else:
+            train["lr"] = 0.5  # a setting the run was really made with, other than the pipeline's
+        entry["fingerprint"] = "0123456789abcdef"
+        rundir.save()
+        return str(entry["updated"])
+
+    trained = age("older")
+    assert main(["run", str(pipeline), "--out", str(copy), "-q"]) == 0
+    assert RunDir.open(copy).manifest["stages"]["train"]["updated"] == trained  # reused, not retrained
+    age("other value")
+    assert main(["run", str(pipeline), "--out", str(copy), "-q"]) == 0
+    entry = RunDir.open(copy).manifest["stages"]["train"]
+    assert entry["updated"] != trained and entry["inputs"]["train"]["lr"] != 0.5  # retrained with the pipeline's
+
+
 def test_5_one_writer_per_run_folder(tmp_path: Path) -> None:
     pipeline = write_pipeline(tmp_path, train=FAST)
     target = tmp_path / "run"

@@ -451,10 +451,10 @@ def metric_names(spec: PipelineSpec) -> list[str]:
     return names + [m for m in ("recall@20", "ndcg@20") if m not in names]
 
 
-def fingerprint(ctx: RunContext, stage: Stage) -> str:
-    """A hash of what this stage depends on: the resolved sections of it and every earlier stage (and, from the
-    rerank stage on, the candidates per user and the ranker's holdout and recent items; for evaluate, whether the
-    ranker is applied)."""
+def stage_inputs(ctx: RunContext, stage: Stage) -> dict[str, Any]:
+    """What this stage depends on: the resolved sections of it and every earlier stage (and, from the rerank stage
+    on, the candidates per user and the ranker's holdout and recent items; for evaluate, whether the ranker is
+    applied), as plain JSON data."""
     resolved = yaml.safe_load(dumps_pipeline(ctx.spec)) or {}
     position = STAGE_NAMES.index(stage.name)
     inputs: dict[str, Any] = {section: resolved.get(section) for s in STAGES[: position + 1] for section in s.sections}
@@ -465,8 +465,32 @@ def fingerprint(ctx: RunContext, stage: Stage) -> str:
             inputs["ranker data"] = [settings.holdout, settings.recent]
     if position >= STAGE_NAMES.index("evaluate"):
         inputs["rerank mode"] = ctx.rerank
-    text = json.dumps(inputs, sort_keys=True, default=str)
+    result: dict[str, Any] = json.loads(json.dumps(inputs, sort_keys=True, default=str))
+    return result
+
+
+def fingerprint(ctx: RunContext, stage: Stage) -> str:
+    """A hash of :func:`stage_inputs`."""
+    text = json.dumps(stage_inputs(ctx, stage), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def same_inputs(ctx: RunContext, stage: Stage) -> bool:
+    """Whether the stage was made from the inputs it has now: the same fingerprint, or inputs that differ only by
+    keys the stage's recorded inputs did not have — parameters a later fusionrec added, which keep the behaviour
+    they had before by default — so an upgrade that adds a parameter does not redo every finished run."""
+    entry = ctx.run.stage(stage.name)
+    if entry.get("fingerprint") == fingerprint(ctx, stage):
+        return True
+    recorded = entry.get("inputs")
+    return recorded is not None and only_new_keys(recorded, stage_inputs(ctx, stage))
+
+
+def only_new_keys(old: Any, new: Any) -> bool:
+    """``new`` equals ``old`` except for keys of a mapping that ``old`` lacks."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(key in new and only_new_keys(value, new[key]) for key, value in old.items())
+    return bool(old == new)
 
 
 def is_done(ctx: RunContext, stage: Stage) -> bool:
@@ -484,7 +508,7 @@ def not_done_because(ctx: RunContext, stage: Stage, *, inputs: bool = True) -> s
     entry = ctx.run.stage(stage.name)
     if entry.get("status") != "done":
         return f"its status is {entry.get('status', 'not started')!r}"
-    if inputs and entry.get("fingerprint") != fingerprint(ctx, stage):
+    if inputs and not same_inputs(ctx, stage):
         return "it was made from other settings than the run's config.yaml"
     broken = [
         problem for name in stage.artifacts(ctx.spec) if not ctx.run.intact(name) for problem in ctx.run.problems(name)
@@ -510,11 +534,10 @@ def execute(ctx: RunContext, until: str = "report", redo: str | None = None) -> 
             continue
         if stage.restore is not None:
             stale = True  # everything after a stage that runs again is redone
-            current = fingerprint(ctx, stage)
-            if ctx.run.stage(stage.name).get("fingerprint") != current or stage.name == redo:
+            if not same_inputs(ctx, stage) or stage.name == redo:
                 # other inputs, or forced: start the stage over (a killed training of the same inputs continues)
                 ctx.run.reset(stage.name, *(("refit",) if stage.name == "train" else ()))
-            ctx.run.mark(stage.name, "running", fingerprint=current)
+            ctx.run.mark(stage.name, "running", fingerprint=fingerprint(ctx, stage), inputs=stage_inputs(ctx, stage))
         if stage.execute(ctx) is False:
             return False
         if stage.restore is not None:
