@@ -75,6 +75,13 @@ def test_a_bad_range_is_a_located_config_error(tmp_path: Path) -> None:
     rejected = write_pipeline(tmp_path, user="{type: mean, max_history: {tune: int, low: 0, high: 8}}", name="r.yaml")
     with pytest.raises(ConfigError, match=r"user.max_history: the range can give 0, which fails: user.max_history"):
         read_space(rejected, get_registry())
+    # a problem of the pipeline itself (not of a range) is said once, as itself, not once per range end
+    broken = write_pipeline(tmp_path, user=USER, train=TRAIN, name="broken.yaml")
+    broken.write_text(broken.read_text().replace("data/interactions.csv", "data/missing.csv"))
+    with pytest.raises(ConfigError) as caught:
+        read_space(broken, get_registry())
+    assert len(caught.value.problems) == 1 and "missing.csv" in caught.value.problems[0].message
+    assert "the range can give" not in str(caught.value)
     none = write_pipeline(tmp_path, name="none.yaml")
     with pytest.raises(ConfigError, match="declares no search range"):
         read_space(none, get_registry())

@@ -209,24 +209,37 @@ def check_values(space: Space, registry: Registry) -> None:
     must pass its component's parameter model.
 
     Raises:
-        ConfigError: each end that fails, with the range's line and what the component said.
+        ConfigError: the pipeline's own problems (those with every range at its first end, elsewhere than a range),
+            each once as itself; then each end that fails, with the range's line and what the component said.
     """
     base = first_values(space)
+    own = [p for p in _parse_problems(space, base, registry) if not _under_a_range(space, p.path)]
+    if own:
+        raise ConfigError(own, file=space.file)
     problems: list[Problem] = []
     seen: set[str] = set()
     for r in space.ranges:
         for end in r.ends():
-            try:
-                parse_pipeline(_text(with_values(space.data, {**base, r.path: end})), base_dir=space.base_dir,
-                               registry=registry)  # fmt: skip
-            except ConfigError as exc:
-                for p in exc.problems:
-                    message = f"the range can give {end!r}, which fails: {format_path(p.path)}: {p.message}"
-                    if message not in seen:
-                        seen.add(message)
-                        problems.append(Problem(r.path, message, r.line))
+            for p in _parse_problems(space, {**base, r.path: end}, registry):
+                message = f"the range can give {end!r}, which fails: {format_path(p.path)}: {p.message}"
+                if message not in seen:
+                    seen.add(message)
+                    problems.append(Problem(r.path, message, r.line))
     if problems:
         raise ConfigError(problems, file=space.file)
+
+
+def _parse_problems(space: Space, values: Mapping[KeyPath, Any], registry: Registry) -> list[Problem]:
+    try:
+        parse_pipeline(_text(with_values(space.data, values)), base_dir=space.base_dir, registry=registry)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
+def _under_a_range(space: Space, path: KeyPath) -> bool:
+    """Whether a problem at ``path`` may come from a range's value (at the range, inside it, or at its section)."""
+    return any(path[: len(r.path)] == r.path or r.path[: len(path)] == path for r in space.ranges)
 
 
 def default_space(data: Any, file: Path, registry: Registry) -> list[Range]:
