@@ -88,6 +88,11 @@ def rerank_rows(run: Path, out: Path, only: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _ratio(result: dict[str, Any]) -> str:
+    """A paired ratio with its 95% interval, as the tables print it."""
+    return f"{result['ratio']:.3f}× [{result['ratio_low']:.3f}, {result['ratio_high']:.3f}]"
+
+
 def rerank_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| ranker | valid NDCG@20 | valid Recall@20 | verdict | test NDCG@20 [95% CI] | test Recall@20 [95% CI] "
@@ -98,7 +103,7 @@ def rerank_table(rows: list[dict[str, Any]]) -> str:
         test, ci = row["test"]["metrics"], row["test"].get("ci", {})
         cell = {m: f"{test[m]:.4f} [{ci[m][0]:.4f}, {ci[m][1]:.4f}]" for m in ("ndcg@20", "recall@20")}
         paired = next((p for p in row.get("paired_test", []) if p["metric"] == "ndcg@20"), None)
-        ratio = f"{paired['ratio']:.3f}× [{paired['ratio_low']:.3f}, {paired['ratio_high']:.3f}]" if paired else "1×"
+        ratio = _ratio(paired) if paired else "1×"
         p_value = f"{paired['p_not_better']:.3f}" if paired else ""
         verdict = ("helped" if row["helped"] else "did not help") if "helped" in row else ""
         lines.append(
@@ -128,7 +133,7 @@ def pair_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {Path(r['candidate']).name} vs {Path(r['baseline']).name} | {r['part']} | {r['metric']} | {r['a']:.4f} "
-            f"| {r['b']:.4f} | {r['ratio']:.3f}× [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] "
+            f"| {r['b']:.4f} | {_ratio(r)} "
             f"| {r['difference']:+.4f} [{r['difference_low']:+.4f}, {r['difference_high']:+.4f}] "
             f"| {r['p_not_better']:.3f} |"
         )
@@ -183,7 +188,7 @@ def halves_table(result: dict[str, Any]) -> str:
         half, metric = label.rsplit(" ", 1)
         lines.append(
             f"| {half}, {r['users']} users | {metric} | {r['a']:.4f} | {r['b']:.4f} "
-            f"| {r['ratio']:.3f}× [{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] | {r['p_not_better']:.3f} |"
+            f"| {_ratio(r)} | {r['p_not_better']:.3f} |"
         )
     return "\n".join(lines)
 

@@ -59,7 +59,7 @@ def test_compare_is_paired_and_agrees_with_the_two_runs(
     assert [r["metric"] for r in printed] == ["recall@20", "ndcg@20"]
 
 
-def test_the_paired_interval_is_narrower_than_independent_ones() -> None:
+def test_a_small_consistent_gain_is_clearly_positive_when_paired() -> None:
     rng = np.random.default_rng(0)
     base = rng.random(400)
     better = base + 0.05 + rng.normal(0, 0.01, 400)  # strongly correlated users, a small consistent gain

@@ -197,13 +197,7 @@ def load_pipeline(path: str | Path, registry: Registry | None = None) -> Pipelin
         ConfigError: the file is missing, is not valid YAML, or has invalid content; every problem is listed.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError.at((), f"cannot read the pipeline file: {exc.strerror or exc}.", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError.at((), f"not a UTF-8 text file ({exc.reason}).", file=path) from exc
-    return parse_pipeline(text, file=path, registry=registry)
+    return parse_pipeline(_read_text(path), file=path, registry=registry)
 
 
 def parse_pipeline(
@@ -233,13 +227,17 @@ def read_pipeline_yaml(path: str | Path) -> tuple[Any, dict[KeyPath, int]]:
         ConfigError: the file is missing, not UTF-8, not valid YAML, or has duplicate keys.
     """
     path = Path(path)
+    return _parse_yaml(_read_text(path), path)
+
+
+def _read_text(path: Path) -> str:
+    """A pipeline file's text, or a ConfigError saying why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError.at((), f"cannot read the pipeline file: {exc.strerror or exc}.", file=path) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError.at((), f"not a UTF-8 text file ({exc.reason}).", file=path) from exc
-    return _parse_yaml(text, path)
 
 
 def dump_pipeline(spec: PipelineSpec) -> dict[str, Any]:

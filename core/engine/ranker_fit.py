@@ -17,6 +17,7 @@ refit model's candidates over a time slice of train + valid, as the towers are.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,8 +59,6 @@ def item_source(stage: TwoStage, modalities: Features, items: pd.DataFrame, n_us
 
 def with_inputs(stage: TwoStage, source: ItemSource, known: pd.DataFrame, settings: RankerDataSettings) -> TwoStage:
     """``stage`` reranking with the extra features, their statistics from ``known`` (what the model may know)."""
-    from dataclasses import replace
-
     return replace(stage, inputs=RerankInputs.of(source, known, settings))
 
 

@@ -471,19 +471,24 @@ def stage_inputs(ctx: RunContext, stage: Stage) -> dict[str, Any]:
 
 def fingerprint(ctx: RunContext, stage: Stage) -> str:
     """A hash of :func:`stage_inputs`."""
-    text = json.dumps(stage_inputs(ctx, stage), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return _digest(stage_inputs(ctx, stage))
 
 
-def same_inputs(ctx: RunContext, stage: Stage) -> bool:
-    """Whether the stage was made from the inputs it has now: the same fingerprint, or inputs that differ only by
-    keys the stage's recorded inputs did not have — parameters a later fusionrec added, which keep the behaviour
-    they had before by default — so an upgrade that adds a parameter does not redo every finished run."""
+def _digest(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def same_inputs(ctx: RunContext, stage: Stage, inputs: dict[str, Any] | None = None) -> bool:
+    """Whether the stage was made from the inputs it has now (``inputs``: :func:`stage_inputs`, when already
+    computed): the same fingerprint, or inputs that differ only by keys the stage's recorded inputs did not have —
+    parameters a later fusionrec added, which keep the behaviour they had before by default — so an upgrade that
+    adds a parameter does not redo every finished run."""
     entry = ctx.run.stage(stage.name)
-    if entry.get("fingerprint") == fingerprint(ctx, stage):
+    current = inputs if inputs is not None else stage_inputs(ctx, stage)
+    if entry.get("fingerprint") == _digest(current):
         return True
     recorded = entry.get("inputs")
-    return recorded is not None and only_new_keys(recorded, stage_inputs(ctx, stage))
+    return recorded is not None and only_new_keys(recorded, current)
 
 
 def only_new_keys(old: Any, new: Any) -> bool:
@@ -534,10 +539,11 @@ def execute(ctx: RunContext, until: str = "report", redo: str | None = None) -> 
             continue
         if stage.restore is not None:
             stale = True  # everything after a stage that runs again is redone
-            if not same_inputs(ctx, stage) or stage.name == redo:
+            inputs = stage_inputs(ctx, stage)
+            if not same_inputs(ctx, stage, inputs) or stage.name == redo:
                 # other inputs, or forced: start the stage over (a killed training of the same inputs continues)
                 ctx.run.reset(stage.name, *(("refit",) if stage.name == "train" else ()))
-            ctx.run.mark(stage.name, "running", fingerprint=fingerprint(ctx, stage), inputs=stage_inputs(ctx, stage))
+            ctx.run.mark(stage.name, "running", fingerprint=_digest(inputs), inputs=inputs)
         if stage.execute(ctx) is False:
             return False
         if stage.restore is not None:

@@ -311,4 +311,20 @@ def openvino_backend(path: Path, input_names: Sequence[str], threads: int) -> Ba
     return run
 
 
-__all__ = ["FastPath", "cosine_per_row", "missing_packages", "quantize_int8"]
+__all__ = ["FastPath", "FastPathEncoder", "cosine_per_row", "missing_packages", "quantize_int8"]
+
+
+class FastPathEncoder:
+    """What an encoder with a :class:`FastPath` (``self._fast``, ``None`` when it runs on torch alone) reports and
+    accepts: the runtime in use and the folder exported models are cached in."""
+
+    _fast: FastPath | None
+
+    @property
+    def runtime(self) -> str | None:
+        """The runtime in use (``torch``, ``onnx``, ``openvino``, ``compile``); ``None`` until the first batch."""
+        return "torch" if self._fast is None else self._fast.chosen
+
+    def set_cache_folder(self, folder: Path) -> None:
+        if self._fast is not None:
+            self._fast.cache_folder = Path(folder)

@@ -18,7 +18,7 @@ from fusionrec.core.encoder import Encoder
 from fusionrec.core.errors import ConfigError, FusionrecError
 from fusionrec.core.params import as_kwargs
 from fusionrec.plugins.encoders.encoder_files import read_encoder, write_encoder
-from fusionrec.plugins.encoders.runtime_impl import FastPath
+from fusionrec.plugins.encoders.runtime_impl import FastPath, FastPathEncoder
 from fusionrec.plugins.encoders.sentence_transformer import SentenceTransformerParams
 from fusionrec.plugins.encoders.text_support import (
     MODEL_PACKAGES,
@@ -145,7 +145,7 @@ def exportable_inputs(model: Any) -> list[str] | None:
     return names if "input_ids" in names else None
 
 
-class SentenceTransformerEncoder(Encoder):
+class SentenceTransformerEncoder(FastPathEncoder, Encoder):
     """A frozen sentence-transformers model: text → one vector per text (MiniLM: 384-d, mean-pooled, unit norm).
 
     :meth:`preprocess` is the identity; tokenising happens in :meth:`embed`, which hands the whole batch to the
@@ -211,15 +211,6 @@ class SentenceTransformerEncoder(Encoder):
     @property
     def module(self) -> torch.nn.Module:
         return self.model  # type: ignore[no-any-return]
-
-    @property
-    def runtime(self) -> str | None:
-        """The runtime in use (``torch``, ``onnx``, ``openvino``, ``compile``); ``None`` until the first batch."""
-        return "torch" if self._fast is None else self._fast.chosen
-
-    def set_cache_folder(self, folder: Path) -> None:
-        if self._fast is not None:
-            self._fast.cache_folder = Path(folder)
 
     def embed(self, batch: Sequence[str]) -> torch.Tensor:
         texts = [str(text) for text in batch]

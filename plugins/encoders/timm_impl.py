@@ -17,7 +17,7 @@ from fusionrec.core.errors import ConfigError, did_you_mean
 from fusionrec.core.params import as_kwargs
 from fusionrec.plugins.encoders.encoder_files import read_encoder, write_encoder
 from fusionrec.plugins.encoders.image_io import open_rgb
-from fusionrec.plugins.encoders.runtime_impl import FastPath
+from fusionrec.plugins.encoders.runtime_impl import FastPath, FastPathEncoder
 from fusionrec.plugins.encoders.timm import PACKAGED_WEIGHTS, TimmParams
 from fusionrec.plugins.encoders.timm_weights import (
     file_sha256,
@@ -116,7 +116,7 @@ def split_transform(transform: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] 
     return tv.Compose(steps[:-2]), (mean, std)
 
 
-class TimmEncoder(Encoder):
+class TimmEncoder(FastPathEncoder, Encoder):
     """Any timm image model; its pooled features (no classifier) are the item's image vector.
 
     Preprocessing is timm's evaluation transform for the model (``resolve_data_config`` + ``create_transform``:
@@ -198,15 +198,6 @@ class TimmEncoder(Encoder):
         mean, std = self._scale
         pixels = np.asarray(self._pil_steps(open_rgb(raw)), dtype=np.float32) / np.float32(255)
         return torch.from_numpy(np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1)))
-
-    @property
-    def runtime(self) -> str | None:
-        """The runtime in use (``torch``, ``onnx``, ``openvino``, ``compile``); ``None`` until the first batch."""
-        return "torch" if self._fast is None else self._fast.chosen
-
-    def set_cache_folder(self, folder: Path) -> None:
-        if self._fast is not None:
-            self._fast.cache_folder = Path(folder)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         device = next(self._model.parameters()).device
